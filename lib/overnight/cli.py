@@ -1,0 +1,46 @@
+"""What every job entry point shares: arguments, logging and progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from overnight.config import Config, load_config
+
+T = TypeVar("T")
+log = logging.getLogger("overnight")
+
+
+def job_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every job takes (``--config``, ``--set``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=None,
+                        help="TOML file with settings that differ from the defaults")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override one setting, e.g. --set train.max_epochs=5 (repeatable)")
+    return parser
+
+
+def setup(args: argparse.Namespace) -> Config:
+    """Configure timestamped logging and resolve the job's config from its arguments."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+    config = load_config(args.config, args.overrides)
+    log.info("config: %s", config.to_dict())
+    return config
+
+
+def progress(items: Iterable[T], total: int | None = None, desc: str = "",
+             unit: str = "it") -> Iterator[T]:
+    """A tqdm bar on a terminal; in a log file, a line every 30 s instead of a redraw."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    yield from tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr,
+                    mininterval=0.5 if interactive else 30.0, ascii=not interactive,
+                    dynamic_ncols=interactive)
