@@ -69,6 +69,8 @@ class TrainConfig:
     min_delta: float = 1e-4  # improvement in validation NRMSE that resets patience
     seed: int = 0  # model init and batch order
     device: str = "auto"  # "auto" (GPU when available), "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"  # "auto" (bf16 autocast on GPUs that support it), "fp32", "bf16"
+    eval_batch_size: int = 1024  # windows per forward pass when evaluating
 
 
 @dataclass(frozen=True)

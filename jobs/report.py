@@ -1,0 +1,48 @@
+"""Render the morning report of one night: <reports>/<date>.html and latest.html."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from pathlib import Path
+from typing import Any
+
+from overnight.cli import job_parser, setup
+from overnight.provenance import environment
+from overnight.report import build_report_context, render_report
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True, type=Path, help="the night's work folder")
+    parser.add_argument("--windows", required=True, type=Path, help="window cache (HDF5)")
+    parser.add_argument("--reports", required=True, type=Path, help="folder of the reports")
+    parser.add_argument("--date", default=datetime.date.today().isoformat(),
+                        help="the night, YYYY-MM-DD (default: today)")
+    args = parser.parse_args(argv)
+    setup(args)
+    summary, note = _cache_summary(args.windows)
+    context = build_report_context(args.work, summary, environment(), cache_note=note)
+    path = render_report(context, args.reports, args.date)
+    log.info("report written: %s (%s)", path, context["banner"]["headline"])
+    return 0
+
+
+def _cache_summary(windows: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The window-cache summary, or None and why: the report must not fail for it."""
+    if not windows.is_file():
+        log.warning("no window cache at %s: the report has no data section", windows)
+        return None, f"window cache {windows} not found"
+    try:
+        from overnight.data import cache_summary
+
+        return cache_summary(windows), None
+    except Exception as exc:  # a missing or broken summary costs one section, not the report
+        log.warning("cannot summarise the window cache %s", windows, exc_info=True)
+        return None, f"cannot summarise {windows}: {type(exc).__name__}: {exc}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

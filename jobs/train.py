@@ -1,0 +1,34 @@
+"""Train one model (baseline or hybrid) on the window cache."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from overnight.cli import job_parser, setup
+from overnight.models import MODELS
+from overnight.training import train_model
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__)
+    parser.add_argument("--model", required=True, choices=sorted(MODELS))
+    parser.add_argument("--windows", required=True, type=Path, help="window cache (HDF5)")
+    parser.add_argument("--split", required=True, type=Path, help="subject split (JSON)")
+    parser.add_argument("--features", type=Path, default=None,
+                        help="feature cache (HDF5), needed by the hybrid")
+    parser.add_argument("--out", required=True, type=Path, help="model folder to write")
+    args = parser.parse_args(argv)
+    config = setup(args)
+    meta = train_model(args.model, args.windows, args.split, args.out, config.train,
+                       args.features)
+    log.info("%s: val NRMSE %.4f (epoch %d/%d, %.0f s) -> %s", meta["model"],
+             meta["best_val_nrmse"], meta["best_epoch"], meta["epochs_run"],
+             meta["train_seconds"], args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

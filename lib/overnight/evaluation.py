@@ -1,0 +1,108 @@
+"""The metric and the one way every model is scored.
+
+NRMSE = RMSE(y_true, y_pred) / std(y_true) with the population std (ddof=0), as in
+Challenge 1: predicting the mean of y_true scores exactly 1.0, lower is better. It is
+never normalised by the range.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from overnight.models import RTModel, build_model
+
+
+def nrmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """RMSE / std(y_true) (ddof=0); NaN when any prediction is not finite.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, fewer than two values, or y_true is constant (std 0).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {y_true.size} values but y_pred has {y_pred.size}")
+    if y_true.size < 2:
+        raise ValueError(f"NRMSE needs at least 2 values, got {y_true.size}")
+    std = y_true.std()
+    if std == 0:
+        raise ValueError("NRMSE is undefined when y_true is constant (std 0)")
+    if not np.all(np.isfinite(y_pred)):
+        return math.nan
+    return float(np.sqrt(np.mean((y_true - y_pred) ** 2)) / std)
+
+
+def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Root mean squared error in the targets' unit (seconds)."""
+    diff = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
+    return float(np.sqrt(np.mean(diff**2)))
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: int = 1024,
+            features: torch.Tensor | None = None) -> np.ndarray:
+    """Predictions in seconds, (N,) float64, with the model in eval mode (deterministic).
+
+    ``x`` (N, C, T) volts. Without ``features`` a hybrid model computes its own from
+    the window, as the submission does.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.as_tensor(x)
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size].to(device, non_blocking=True)
+        fb = features[start:start + batch_size].to(device) if features is not None else None
+        out.append(model(xb, fb).float().squeeze(1).cpu())
+    model.train(was_training)
+    if not out:
+        return np.zeros(0)
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def load_trained_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[RTModel, dict]:
+    """A finished model from its folder (``model.json`` + ``model.pt``), in eval mode."""
+    meta_path = Path(model_dir) / "model.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path}: no finished training in {model_dir}")
+    meta = json.loads(meta_path.read_text())
+    model = build_model(meta["model"], **meta["model_args"])
+    state = torch.load(Path(model_dir) / "model.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta
+
+
+def per_subject_rmse(subjects: Sequence[str], y_true: np.ndarray,
+                     y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE in seconds for each validation subject."""
+    subjects = np.asarray(subjects)
+    return {str(s): rmse(y_true[subjects == s], y_pred[subjects == s])
+            for s in np.unique(subjects)}
+
+
+def floor_predictions(truth_tsv: Path, subjects: Sequence[str], runs: Sequence[int],
+                      trials: Sequence[int]) -> np.ndarray | None:
+    """The synthetic generator's encoded RT for each window, or None when unknown.
+
+    On synthetic data the EEG carries only ``rt_encoded``; predicting it exactly is the
+    best any model can do, so its NRMSE is the floor.
+    """
+    if not truth_tsv.exists():
+        return None
+    with open(truth_tsv, newline="", encoding="utf-8") as fh:
+        lookup = {(row["participant_id"].removeprefix("sub-"), int(row["run"]), int(row["trial"])):
+                  row["rt_encoded_s"] for row in csv.DictReader(fh, delimiter="\t")}
+    keys = [(str(s), int(r), int(t)) for s, r, t in zip(subjects, runs, trials, strict=True)]
+    if not all(k in lookup and lookup[k] != "n/a" for k in keys):
+        return None
+    return np.array([float(lookup[k]) for k in keys])

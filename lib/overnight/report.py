@@ -1,0 +1,682 @@
+"""The morning report: one self-contained HTML page per night.
+
+``build_report_context`` gathers what the night's stages left in the work folder
+(``comparison.json``, ``models/<name>/history.jsonl`` and ``model.json``,
+``status/<stage>.json``) together with the window-cache summary and the environment;
+``render_report`` turns it into ``<reports>/<date>.html`` and ``<reports>/latest.html``.
+
+Any input may be missing or malformed: that costs its section a visible
+"not available: <why>" note, never the report. Text read from files is untrusted and
+reaches the page only through Jinja2 autoescaping; plots are inlined as PNG ``data:`` URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from datetime import date as Date
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+from matplotlib.figure import Figure
+
+from overnight.atomic import read_json_lines, write_text
+
+log = logging.getLogger(__name__)
+
+STAGE_ORDER = ("synth", "windows", "features", "train-baseline", "train-hybrid", "compare",
+               "report")  # the chain, top to bottom in the timeline
+TEMPLATE = "report.html.j2"
+CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "curves", "scatter", "subjects",
+                "timeline", "data", "environment")
+
+_TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+_PLOT_WIDTH_IN = 8.0  # shown at 800 px wide; rendered at 1.5x for sharp text
+_PLOT_DPI = 150
+_MAX_SUBJECT_ROWS = 15  # worst subjects listed in the table; the plot shows all
+_MAX_TICK_LABELS = 40  # more subjects than this: bars without names
+_MAX_LABEL_CHARS = 24  # untrusted names are cut to this in plots
+_MAX_TICK_CHARS = 16  # and subject ids under the bars to this
+_STATUS_COLORS = {"ok": "#1e8e3e", "failed": "#d93025", "running": "#f29900"}
+_OTHER_COLOR = "#80868b"
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ENV_ORDER = ("device", "code_version", "host", "python", "torch", "numpy", "numba", "h5py")
+
+
+def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict | None,
+                         environment: dict, *, cache_note: str | None = None) -> dict[str, Any]:
+    """Gather everything the morning report shows.
+
+    Parameters
+    ----------
+    work_dir : str or path-like
+        The night's work folder (``comparison.json``, ``models/``, ``status/``). Missing
+        files become "not available" notes.
+    cache_summary : dict or None
+        ``overnight.data.cache_summary`` of the windows file; None when unavailable.
+    environment : dict
+        ``overnight.provenance.environment()``.
+    cache_note : str, optional
+        Why ``cache_summary`` is None, shown in the data section.
+
+    Returns
+    -------
+    dict
+        One entry per section (keys ``CONTEXT_KEYS``); each section holds a ``note``
+        that is None when the section is available. Plots are PNG ``data:`` URIs.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type.
+    """
+    work_dir = _as_path(work_dir, "work_dir")
+    if cache_summary is not None and not isinstance(cache_summary, dict):
+        raise TypeError(f"cache_summary must be a dict or None, got {type(cache_summary).__name__}")
+    if not isinstance(environment, dict):
+        raise TypeError(f"environment must be a dict, got {type(environment).__name__}")
+    if cache_note is not None and not isinstance(cache_note, str):
+        raise TypeError(f"cache_note must be a str or None, got {type(cache_note).__name__}")
+
+    comparison, comparison_note = _load_comparison(work_dir / "comparison.json")
+    runs = _load_runs(work_dir / "models")
+    stages = _load_stages(work_dir / "status")
+    rows = _table_rows(comparison, runs)
+    colors = _palette([r["name"] for r in rows if r["kind"] != "reference"] + sorted(runs))
+    validation = comparison.get("validation") if comparison else None
+    timeline = _guarded("timeline", lambda: _timeline_section(stages))
+    return {
+        "generated": datetime.now().isoformat(timespec="seconds"),
+        "work_dir": str(work_dir),
+        "banner": _banner(comparison, comparison_note, rows, stages, timeline.get("total_s")),
+        "table": _guarded("table", lambda: _table_section(comparison, comparison_note, rows)),
+        "curves": _guarded("curves", lambda: _curves_section(runs, rows, colors)),
+        "scatter": _guarded("scatter", lambda: _scatter_section(validation, comparison_note,
+                                                                 rows, colors)),
+        "subjects": _guarded("subjects", lambda: _subjects_section(validation, comparison_note,
+                                                                   colors)),
+        "timeline": timeline,
+        "data": _guarded("data", lambda: _data_section(cache_summary, cache_note)),
+        "environment": _environment_section(environment, comparison, cache_summary),
+    }
+
+
+def render_report(context: dict[str, Any], reports_dir: str | os.PathLike[str],
+                  date: str) -> Path:
+    """Render the report and write ``<date>.html`` and ``latest.html``, each atomically.
+
+    Parameters
+    ----------
+    context : dict
+        From ``build_report_context``.
+    reports_dir : str or path-like
+        Folder of the reports; created when missing.
+    date : str
+        The night, ``YYYY-MM-DD``; names the file and heads the banner.
+
+    Returns
+    -------
+    Path
+        The dated report.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type.
+    ValueError
+        ``context`` lacks a section, or ``date`` is not a valid ``YYYY-MM-DD`` date.
+    """
+    if not isinstance(context, dict):
+        raise TypeError(f"context must be a dict, got {type(context).__name__}")
+    missing = [key for key in CONTEXT_KEYS if key not in context]
+    if missing:
+        raise ValueError(f"context lacks section(s) {missing}; build it with "
+                         f"build_report_context (sections: {list(CONTEXT_KEYS)})")
+    reports_dir = _as_path(reports_dir, "reports_dir")
+    _check_date(date)
+    html = _jinja_environment().get_template(TEMPLATE).render(ctx=context, date=date)
+    target = reports_dir / f"{date}.html"
+    write_text(target, html)
+    write_text(reports_dir / "latest.html", html)
+    return target
+
+
+# ---------------------------------------------------------------- reading the inputs
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    """The parsed file, or None and why not."""
+    if not path.is_file():
+        return None, f"{path.name} not found in {path.parent}"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{path.name} unreadable: {exc}"
+
+
+def _load_comparison(path: Path) -> tuple[dict | None, str | None]:
+    """comparison.json when its shape is usable (a dict with a list of row dicts)."""
+    comparison, note = _read_json(path)
+    if comparison is None:
+        return None, note
+    rows = comparison.get("rows") if isinstance(comparison, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return None, f"{path.name} is malformed: expected an object with a list of 'rows'"
+    for key in ("decision", "validation", "split"):
+        if not isinstance(comparison.get(key), dict):
+            comparison[key] = None
+    return comparison, None
+
+
+def _load_runs(models_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per model folder: its epoch history and model.json (None when absent)."""
+    if not models_dir.is_dir():
+        return {}
+    runs = {}
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+        meta, _ = _read_json(folder / "model.json")
+        try:
+            history = [r for r in read_json_lines(folder / "history.jsonl")
+                       if isinstance(r, dict)]
+        except (OSError, UnicodeDecodeError):
+            log.warning("unreadable history in %s", folder, exc_info=True)
+            history = []
+        runs[folder.name] = {"meta": meta if isinstance(meta, dict) else None,
+                             "history": history}
+    return runs
+
+
+def _load_stages(status_dir: Path) -> list[dict[str, Any]]:
+    """One row per ``status/<stage>.json``, in chain order."""
+    if not status_dir.is_dir():
+        return []
+    stages = []
+    for path in status_dir.glob("*.json"):
+        raw, note = _read_json(path)
+        if not isinstance(raw, dict):
+            stages.append({"stage": path.stem, "status": "unreadable", "start": None,
+                           "end": None, "seconds": None, "exit_code": None, "log": None,
+                           "reused": False, "note": note or "not a JSON object"})
+            continue
+        start, end = _parse_time(raw.get("start")), _parse_time(raw.get("end"))
+        seconds = _number(raw.get("seconds"))
+        if seconds is None and start and end:
+            seconds = (end - start).total_seconds()
+        stages.append({"stage": str(raw.get("stage", path.stem)),
+                       "status": str(raw.get("status", "unknown")), "start": start, "end": end,
+                       "seconds": seconds, "exit_code": raw.get("exit_code"),
+                       "log": raw.get("log"), "reused": raw.get("reused") is True,
+                       "note": None})
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    return sorted(stages, key=lambda s: (rank.get(s["stage"], len(rank)), s["stage"]))
+
+
+def _guarded(section: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Build one section; a malformed input costs that section, never the report."""
+    try:
+        return build()
+    except Exception as exc:  # any bad value in any input file must not stop the report
+        log.warning("report section %r not available", section, exc_info=True)
+        return {"note": f"could not be built ({type(exc).__name__}: {exc})"}
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dict[str, Any]],
+            stages: list[dict[str, Any]], total_s: float | None) -> dict[str, Any]:
+    """The decision, and everything that went wrong tonight (red when anything did)."""
+    problems = []
+    if comparison is None:
+        problems.append(f"comparison not available: {comparison_note}")
+    if not any(r["kind"] == "model" and r["nrmse"] is not None for r in rows):
+        problems.append("no model trained: no model has a finite validation NRMSE")
+    problems += [f"status/{s['stage']}.json unreadable: {s['note']}"
+                 for s in stages if s["status"] == "unreadable"]
+    # the report stage itself is running now; any other stage still running was killed
+    problems += [f"stage {s['stage']} is still marked running (killed, or still going?)"
+                 for s in stages if s["status"] == "running" and s["stage"] != "report"]
+    failed = [s for s in stages if s["status"] == "failed"]
+    decision = comparison.get("decision") if comparison else None
+    headline, reason, promoted = _decision_text(decision)
+    state = "promoted" if promoted else "kept"
+    if failed or problems:
+        state = "failed"
+    models = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]
+    split = comparison.get("split") if comparison else None
+    return {"state": state, "headline": headline, "reason": reason, "failed": failed,
+            "problems": problems, "total_s": total_s,
+            "best": min(models, key=lambda r: r["nrmse"]) if models else None,
+            "champion": _first(rows, "champion"), "mean": _first(rows, "reference"),
+            "split": {key: _number(value) for key, value in (split or {}).items()}}
+
+
+def _decision_text(decision: dict | None) -> tuple[str, str | None, bool]:
+    """Headline, reason and whether a model was promoted."""
+    if decision is None:
+        return "No decision tonight", None, False
+    reason = decision.get("reason")
+    reason = None if reason is None else str(reason)
+    if decision.get("promoted") is True:
+        return f"Promoted {decision.get('model')}", reason, True
+    previous = decision.get("previous")
+    if isinstance(previous, dict) and previous.get("model") is not None:
+        return f"Champion kept: {previous['model']}", reason, False
+    return "No model promoted", reason, False
+
+
+def _first(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    """The first row of a kind; for references, the mean predictor when present."""
+    matches = [r for r in rows if r["kind"] == kind]
+    if kind == "reference":
+        matches = [r for r in matches if r["name"] == "mean predictor"] or matches
+    return matches[0] if matches else None
+
+
+def _table_rows(comparison: dict | None, runs: dict[str, dict[str, Any]]) -> list[dict]:
+    """Rows of the model table: comparison.json, or each model.json when it is missing."""
+    if comparison is not None:
+        return [_model_row(raw) for raw in comparison["rows"]]
+    return [_model_row({"name": name, "kind": "model", "nrmse": meta.get("best_val_nrmse"),
+                        "epochs": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
+                        "n_params": meta.get("n_params"),
+                        "train_seconds": meta.get("train_seconds")})
+            for name, run in runs.items() if (meta := run["meta"]) is not None]
+
+
+def _model_row(raw: dict[str, Any]) -> dict[str, Any]:
+    """One comparison row with numbers as float or None (null or NaN = failed); ``error``
+    says why a model or the champion could not be scored."""
+    row = {"name": str(raw.get("name", "?")), "kind": str(raw.get("kind", "model")),
+           "model": raw.get("model"), "since": raw.get("since"), "error": raw.get("error")}
+    for key in ("nrmse", "rmse_s", "delta_vs_champion", "epochs", "best_epoch", "n_params",
+                "train_seconds"):
+        row[key] = _number(raw.get(key))
+    return row
+
+
+def _table_section(comparison: dict | None, comparison_note: str | None,
+                   rows: list[dict[str, Any]]) -> dict[str, Any]:
+    if not rows:
+        return {"note": comparison_note or "no models"}
+    source = None if comparison else (f"comparison not available ({comparison_note}): "
+                                      "validation NRMSE from training (models/*/model.json), "
+                                      "no champion gate was run")
+    return {"note": None, "rows": rows, "source": source,
+            "margin": _number(comparison.get("margin")) if comparison else None,
+            "created": comparison.get("created") if comparison else None,
+            "code_version": comparison.get("code_version") if comparison else None}
+
+
+def _curves_section(runs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                    colors: dict[str, str]) -> dict[str, Any]:
+    """Learning curves of every model folder; compared models without one are listed."""
+    histories = {name: run["history"] for name, run in runs.items() if run["history"]}
+    expected = [r["name"] for r in rows if r["kind"] == "model"] + sorted(runs)
+    missing = [name for name in dict.fromkeys(expected) if name not in histories]
+    details = [_run_details(name, run["meta"]) for name, run in runs.items() if run["meta"]]
+    if not histories:
+        return {"note": "no training history (models/<name>/history.jsonl) found",
+                "missing": missing, "details": details}
+    return {"note": None, "plot": _plot_curves(histories, colors), "missing": missing,
+            "details": details}
+
+
+def _run_details(name: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """What model.json says about one training run, numbers as float or None."""
+    details = {key: _number(meta.get(key)) for key in
+               ("epochs_run", "best_epoch", "best_val_nrmse", "n_params", "train_seconds")}
+    texts = {key: None if meta.get(key) is None else str(meta[key])
+             for key in ("device", "precision", "stopped")}
+    return {"name": name, **details, **texts}
+
+
+def _validation_arrays(validation: dict) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Subjects, true RT and predictions per model, checked to be the same length."""
+    subjects = [str(s) for s in validation["subject"]]
+    y_true = _float_array(validation["y_true"])
+    if len(subjects) != y_true.size:
+        raise ValueError(f"{len(subjects)} subjects but {y_true.size} y_true values")
+    predictions = {}
+    for name, values in validation["predictions"].items():
+        predictions[str(name)] = _float_array(values)
+        if predictions[str(name)].size != y_true.size:
+            raise ValueError(f"predictions[{name!r}] has {predictions[str(name)].size} values, "
+                             f"y_true {y_true.size}")
+    return subjects, y_true, predictions
+
+
+def _scatter_section(validation: dict | None, comparison_note: str | None,
+                     rows: list[dict[str, Any]], colors: dict[str, str]) -> dict[str, Any]:
+    if validation is None:
+        return {"note": comparison_note or "comparison.json has no 'validation' predictions"}
+    _, y_true, predictions = _validation_arrays(validation)
+    if not predictions:
+        return {"note": "comparison.json has no predictions"}
+    nrmse = {r["name"]: r["nrmse"] for r in rows}
+    return {"note": None, "plot": _plot_scatter(y_true, predictions, nrmse, colors),
+            "n_windows": int(y_true.size)}
+
+
+def _subjects_section(validation: dict | None, comparison_note: str | None,
+                      colors: dict[str, str]) -> dict[str, Any]:
+    """RMSE per validation subject and model, worst subjects first."""
+    if validation is None:
+        return {"note": comparison_note or "comparison.json has no 'validation' predictions"}
+    subjects, y_true, predictions = _validation_arrays(validation)
+    if not predictions or not subjects:
+        return {"note": "comparison.json has no per-window predictions"}
+    names = list(predictions)
+    table = _per_subject_rmse(np.asarray(subjects), y_true, predictions)
+    table.sort(key=lambda r: _worst_first(r["rmse"]))
+    return {"note": None, "models": names, "rows": table[:_MAX_SUBJECT_ROWS],
+            "n_subjects": len(table), "plot": _plot_subjects(table, names, colors)}
+
+
+def _per_subject_rmse(subjects: np.ndarray, y_true: np.ndarray,
+                      predictions: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    rows = []
+    for subject in dict.fromkeys(subjects.tolist()):
+        mask = subjects == subject
+        rmse = {name: _number(float(np.sqrt(np.mean((y_true[mask] - pred[mask]) ** 2))))
+                for name, pred in predictions.items()}
+        rows.append({"subject": subject, "n_windows": int(mask.sum()),
+                     "rt_mean_s": float(np.mean(y_true[mask])), "rmse": rmse})
+    return rows
+
+
+def _worst_first(rmse: dict[str, float | None]) -> float:
+    """Sort key: highest mean finite RMSE first, subjects with no finite RMSE last."""
+    finite = [v for v in rmse.values() if v is not None]
+    return -float(np.mean(finite)) if finite else math.inf
+
+
+def _timeline_section(stages: list[dict[str, Any]]) -> dict[str, Any]:
+    if not stages:
+        return {"note": "no stage status files (status/<stage>.json) found", "total_s": None}
+    starts = [s["start"] for s in stages if s["start"]]
+    ends = [_stage_end(s) for s in stages if s["start"]]
+    if starts:
+        total_s = (max(ends) - min(starts)).total_seconds()
+    else:
+        total_s = sum(s["seconds"] or 0.0 for s in stages) or None
+    return {"note": None, "stages": stages, "total_s": total_s,
+            "plot": _plot_timeline(stages) if starts else None}
+
+
+def _stage_end(stage: dict[str, Any]) -> datetime:
+    """When a stage ended, or its start plus its duration when the end is unknown."""
+    if stage["end"] is not None:
+        return stage["end"]
+    return stage["start"] + timedelta(seconds=stage["seconds"] or 0.0)
+
+
+def _data_section(summary: dict | None, note: str | None) -> dict[str, Any]:
+    if summary is None:
+        return {"note": note or "window-cache summary not provided (windows file missing "
+                                "or unreadable)"}
+    skipped = summary.get("skipped")
+    dropped = summary.get("dropped_trials")
+    return {
+        "note": None, "summary": summary,
+        "skipped": [{"path": str(s.get("path", "?")), "reason": str(s.get("reason", "?"))}
+                    for s in skipped if isinstance(s, dict)] if isinstance(skipped, list) else [],
+        "dropped": sorted(((str(k), _number(v)) for k, v in dropped.items()),
+                          key=lambda kv: -(kv[1] or 0)) if isinstance(dropped, dict) else [],
+        "numbers": {key: _number(summary.get(key)) for key in
+                    ("n_subjects", "n_recordings", "n_windows", "rt_mean_s", "rt_std_s",
+                     "sfreq_hz", "window_start_s", "window_stop_s")},
+    }
+
+
+def _environment_section(environment: dict, comparison: dict | None,
+                         cache_summary: dict | None) -> dict[str, Any]:
+    """Versions and the code version of each artefact, to spot a stale one."""
+    keys = [k for k in _ENV_ORDER if k in environment] + sorted(
+        str(k) for k in environment if k not in _ENV_ORDER)
+    items = [(key, str(environment[key])) for key in keys]
+    if comparison and comparison.get("code_version") is not None:
+        items.append(("comparison code_version", str(comparison["code_version"])))
+    if cache_summary and cache_summary.get("code_version") is not None:
+        items.append(("window cache code_version", str(cache_summary["code_version"])))
+    return {"note": None if items else "environment not provided", "rows": items}
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _plot_curves(histories: dict[str, list[dict]], colors: dict[str, str]) -> str:
+    """Training loss and validation NRMSE per epoch, one line per model."""
+    fig = _figure(3.0)
+    ax_loss, ax_val = fig.subplots(1, 2)
+    for name, history in histories.items():
+        epochs = _float_array([h.get("epoch") for h in history])
+        val = _float_array([h.get("val_nrmse") for h in history])
+        label = _label(name)
+        ax_loss.plot(epochs, _float_array([h.get("train_loss") for h in history]),
+                     color=colors[name], label=label, marker=".")
+        ax_val.plot(epochs, val, color=colors[name], label=label, marker=".")
+        if np.isfinite(val).any():
+            best = int(np.nanargmin(val))
+            ax_val.plot(epochs[best], val[best], "o", color=colors[name], markersize=9,
+                        markerfacecolor="none")
+    ax_val.axhline(1.0, color=_OTHER_COLOR, linestyle="--", linewidth=1)
+    ax_val.annotate("mean predictor", (1.0, 1.0), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=8, color=_OTHER_COLOR)
+    ax_loss.set(title="training loss", xlabel="epoch")
+    ax_val.set(title="validation NRMSE (circle: best epoch)", xlabel="epoch")
+    for ax in (ax_loss, ax_val):
+        _style(ax)
+    ax_val.legend(fontsize=8, frameon=False)
+    return _png_data_uri(fig)
+
+
+def _plot_scatter(y_true: np.ndarray, predictions: dict[str, np.ndarray],
+                  nrmse: dict[str, float | None], colors: dict[str, str]) -> str:
+    """Predicted against true RT per model, with the identity line."""
+    n_cols = min(len(predictions), 3)
+    n_rows = math.ceil(len(predictions) / n_cols)
+    fig = _figure(3.0 * n_rows)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    finite = np.concatenate([y_true] + [p[np.isfinite(p)] for p in predictions.values()])
+    finite = finite[np.isfinite(finite)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = 0.05 * (high - low or 1.0)
+    lims = (low - pad, high + pad)
+    for ax, (name, pred) in zip(axes, predictions.items(), strict=False):
+        ax.plot(lims, lims, color=_OTHER_COLOR, linewidth=1, linestyle="--")
+        ok = np.isfinite(pred) & np.isfinite(y_true)
+        ax.scatter(y_true[ok], pred[ok], s=6, alpha=0.4, color=colors.get(name, _OTHER_COLOR),
+                   linewidths=0)
+        score = nrmse.get(name)
+        if name not in nrmse:
+            ax.set_title(_label(name), fontsize=10)
+        elif score is None:
+            ax.set_title(f"{_label(name)}  NaN/failed", fontsize=10,
+                         color=_STATUS_COLORS["failed"])
+        else:
+            ax.set_title(f"{_label(name)}  NRMSE {score:.3f}", fontsize=10)
+        if not ok.any():
+            ax.text(0.5, 0.5, "no finite predictions", transform=ax.transAxes, ha="center",
+                    color=_STATUS_COLORS["failed"])
+        ax.set(xlim=lims, ylim=lims, xlabel="true RT (s)", ylabel="predicted RT (s)")
+        ax.set_aspect("equal")
+        _style(ax)
+    for ax in axes[len(predictions):]:
+        ax.set_visible(False)
+    return _png_data_uri(fig)
+
+
+def _plot_subjects(table: list[dict[str, Any]], names: Sequence[str],
+                   colors: dict[str, str]) -> str:
+    """Grouped bars: RMSE per validation subject (worst first) and model."""
+    fig = _figure(3.0)
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        heights = _float_array([row["rmse"][name] for row in table])
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, heights, width,
+               color=colors.get(name, _OTHER_COLOR), label=_label(name))
+    if len(table) <= _MAX_TICK_LABELS:
+        ax.set_xticks(x, [_label(row["subject"], _MAX_TICK_CHARS) for row in table],
+                      rotation=30, ha="right", rotation_mode="anchor", fontsize=7)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(table)} validation subjects, worst first")
+    ax.set_ylabel("RMSE (s)")
+    ax.legend(fontsize=8, frameon=False, ncols=len(names), loc="lower right",
+              bbox_to_anchor=(1.0, 1.0))
+    _style(ax)
+    return _png_data_uri(fig)
+
+
+def _plot_timeline(stages: list[dict[str, Any]]) -> str:
+    """Gantt chart of the stages: minutes since the first start, coloured by status."""
+    dated = [s for s in stages if s["start"]]
+    origin = min(s["start"] for s in dated)
+    span_min = max((_stage_end(s) - origin).total_seconds() for s in dated) / 60 or 1.0
+    fig = _figure(0.9 + 0.3 * len(dated))
+    ax = fig.subplots()
+    for y, stage in enumerate(dated):
+        left = (stage["start"] - origin).total_seconds() / 60
+        width = max((_stage_end(stage) - stage["start"]).total_seconds() / 60, span_min / 300)
+        color = _STATUS_COLORS.get(stage["status"], _OTHER_COLOR)
+        ax.barh(y, width, left=left, height=0.6, color=color,
+                alpha=0.45 if stage["reused"] else 1.0, hatch="///" if stage["reused"] else None,
+                edgecolor=color)
+        text = _duration(stage["seconds"]) + (" (reused)" if stage["reused"] else "")
+        if stage["status"] != "ok":
+            text += f" {stage['status']}"
+        ax.text(left + width + span_min / 100, y, _label(text), va="center", fontsize=8)
+    ax.set_yticks(range(len(dated)), [_label(s["stage"]) for s in dated], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, span_min * 1.2)
+    ax.set_xlabel(f"minutes since {origin:%H:%M:%S}")
+    _style(ax)
+    return _png_data_uri(fig)
+
+
+def _figure(height_in: float) -> Figure:
+    """A pyplot-free figure, so rendering needs no display and no global backend."""
+    return Figure(figsize=(_PLOT_WIDTH_IN, height_in), layout="constrained")
+
+
+def _style(ax: Any) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(True, alpha=0.25, linewidth=0.6)
+
+
+def _png_data_uri(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_PLOT_DPI)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _palette(names: Sequence[str]) -> dict[str, str]:
+    """One colour per model, the same in every plot."""
+    cycle = ("#1967d2", "#e8710a", "#188038", "#9334e6", "#c5221f", "#12b5cb", "#b06000",
+             "#5f6368")
+    unique = list(dict.fromkeys(names))
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(unique)}
+
+
+def _label(text: Any, max_chars: int = _MAX_LABEL_CHARS) -> str:
+    """Untrusted text for a plot: shortened, and ``$`` escaped so it is never mathtext."""
+    text = str(text)
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _as_path(value: Any, name: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or path-like, got {type(value).__name__}")
+    return Path(value)
+
+
+def _check_date(date: Any) -> None:
+    if not isinstance(date, str):
+        raise TypeError(f"date must be a str 'YYYY-MM-DD', got {type(date).__name__}")
+    if _DATE_RE.fullmatch(date):
+        with contextlib.suppress(ValueError):
+            Date.fromisoformat(date)
+            return
+    raise ValueError(f"date={date!r}: expected a calendar date as YYYY-MM-DD, "
+                     "e.g. '2026-11-26'")
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for null, NaN, infinities and anything not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _float_array(values: Sequence[Any]) -> np.ndarray:
+    """Floats with null (a failed value) as NaN."""
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An ISO timestamp as naive local time (aware ones converted), None when absent."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _duration(seconds: float | None) -> str:
+    """``41 s``, ``2 min 05 s``, ``1 h 02 min``; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _fixed(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _count(value: float | None) -> str:
+    return "—" if value is None else f"{round(value):,}"
+
+
+def _percent(fraction: float | None) -> str:
+    """A relative change as a signed percentage, ``-6.8 %``."""
+    return "—" if fraction is None else f"{fraction * 100:+.1f} %".replace("-", "−")
+
+
+def _clock(moment: datetime | None) -> str:
+    return "—" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def _jinja_environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES_DIR), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters.update(duration=_duration, fixed=_fixed, count=_count, percent=_percent,
+                       clock=_clock)
+    return env

@@ -1,0 +1,85 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from overnight import training
+from overnight.atomic import read_json_lines
+from overnight.data import load_windows, read_split
+from overnight.evaluation import load_trained_model, nrmse, predict
+
+from .conftest import TINY_TRAIN
+
+
+def test_outputs_and_weights_only_loading(tiny_night):
+    out = tiny_night.models / "hybrid"
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["model"] == "hybrid" and meta["epochs_run"] == 2
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert "input_mean" in state and "feature_std" in state
+    history = read_json_lines(out / "history.jsonl")
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert min(r["val_nrmse"] for r in history) == pytest.approx(meta["best_val_nrmse"])
+
+
+def test_standardisation_comes_from_the_training_split_only(tiny_night):
+    split = read_split(tiny_night.split)
+    train = load_windows(tiny_night.windows, split["train"])
+    model, _ = load_trained_model(tiny_night.models / "baseline")
+    np.testing.assert_allclose(model.target_mean.item(), train.rt.mean(dtype=np.float64),
+                               rtol=1e-6)
+    np.testing.assert_allclose(model.input_mean.squeeze(1).numpy(),
+                               train.eeg.mean(axis=(0, 2), dtype=np.float64), rtol=1e-5,
+                               atol=1e-12)
+
+
+def test_best_weights_reproduce_the_recorded_score(tiny_night):
+    split = read_split(tiny_night.split)
+    val = load_windows(tiny_night.windows, split["val"])
+    model, meta = load_trained_model(tiny_night.models / "baseline")
+    assert nrmse(val.rt, predict(model, val.eeg)) == pytest.approx(meta["best_val_nrmse"],
+                                                                   rel=1e-5)
+
+
+def test_resume_after_a_crash_gives_the_same_model(tiny_data, tmp_path, monkeypatch):
+    cfg = TINY_TRAIN.__class__(**{**TINY_TRAIN.__dict__, "max_epochs": 3, "patience": 3})
+    straight = training.train_model("baseline", tiny_data.windows, tiny_data.split,
+                                    tmp_path / "straight", cfg)
+
+    real_epoch = training._train_epoch
+    calls = {"n": 0}
+
+    def crash_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_epoch", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_model("baseline", tiny_data.windows, tiny_data.split,
+                             tmp_path / "crashed", cfg)
+    assert not (tmp_path / "crashed" / "model.json").exists()
+    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    resumed = training.train_model("baseline", tiny_data.windows, tiny_data.split,
+                                   tmp_path / "crashed", cfg)
+
+    assert resumed["best_val_nrmse"] == pytest.approx(straight["best_val_nrmse"], rel=1e-6)
+    assert [r["epoch"] for r in read_json_lines(tmp_path / "crashed" / "history.jsonl")] == [
+        1, 2, 3]
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "crashed" / "model.pt", weights_only=True)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_hybrid_without_features_is_an_error(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="feature cache"):
+        training.train_model("hybrid", tiny_data.windows, tiny_data.split, tmp_path, TINY_TRAIN)
+
+
+def test_unknown_precision_is_an_error(tiny_data, tmp_path):
+    cfg = TINY_TRAIN.__class__(**{**TINY_TRAIN.__dict__, "precision": "fp8"})
+    with pytest.raises(ValueError, match="precision"):
+        training.train_model("baseline", tiny_data.windows, tiny_data.split, tmp_path, cfg)
