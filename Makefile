@@ -12,7 +12,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA ?= data/synthetic
+SYNTH_DATA ?= data/synthetic
+DATA ?= $(SYNTH_DATA)
 WORK ?= work/demo
 CONFIG ?= configs/demo.toml
 SUBMISSION ?= submission
@@ -21,7 +22,6 @@ DATE ?= $(shell date +%F)
 # How a job runs: a local Python here; a container runner replaces only this.
 JOB ?= $(PY)
 
-SYNTH_DATA := data/synthetic
 SETUP_STAMP := $(VENV)/.installed
 WINDOWS := $(WORK)/windows.h5
 SPLIT := $(WORK)/split.json

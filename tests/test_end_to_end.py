@@ -1,0 +1,85 @@
+"""The whole chain through the Makefile, as `make demo` runs it, on a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from overnight import atomic
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("synth", "windows", "features", "train-baseline", "train-hybrid", "compare", "report")
+
+TINY_CONFIG = """
+[synth]
+n_subjects = 6
+runs_per_subject = 1
+trials_per_run = 24
+[windows]
+val_fraction = 0.34
+[train]
+max_epochs = 2
+patience = 2
+n_filters = 8
+batch_size = 32
+device = "cpu"
+"""
+
+
+def _make(tmp: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+    stamp = tmp / "setup-done"
+    stamp.touch()
+    variables = {
+        "VENV": sys.prefix, "SETUP_STAMP": str(stamp), "SYNTH_DATA": str(tmp / "bids"),
+        "WORK": str(tmp / "work"), "CONFIG": str(tmp / "tiny.toml"),
+        "SUBMISSION": str(tmp / "submission"), "REPORTS": str(tmp / "reports"),
+        "DATE": "2026-01-02",
+    }
+    command = ["make", "-C", str(REPO), *targets, *[f"{k}={v}" for k, v in variables.items()]]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("e2e")
+    (tmp / "tiny.toml").write_text(TINY_CONFIG)
+    proc = _make(tmp, "synth", "overnight")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return tmp
+
+
+def test_chain_leaves_report_submission_and_champion(night):
+    report = (night / "reports" / "latest.html").read_text()
+    assert report == (night / "reports" / "2026-01-02.html").read_text()
+    for name in ("baseline", "hybrid", "mean predictor", "floor"):
+        assert name in report
+    champion = json.loads((night / "submission" / "champion.json").read_text())
+    assert champion["model"] in {"baseline", "hybrid"}
+    for name, digest in champion["files"].items():
+        assert atomic.sha256_file(night / "submission" / name) == digest
+    for stage in STAGES:
+        status = json.loads((night / "work" / "status" / f"{stage}.json").read_text())
+        assert status["status"] == "ok" and status["exit_code"] == 0, status
+        assert (night / "work" / status["log"]).stat().st_size > 0
+
+
+def test_rerun_reuses_finished_stages(night):
+    before = {s: json.loads((night / "work" / "status" / f"{s}.json").read_text())["start"]
+              for s in STAGES}
+    proc = _make(night, "synth", "overnight")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    after = {s: json.loads((night / "work" / "status" / f"{s}.json").read_text())["start"]
+             for s in STAGES}
+    assert {s for s in STAGES if before[s] != after[s]} <= {"report"}
+
+
+def test_rollback_makes_the_baseline_champion(night):
+    proc = _make(night, "rollback")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    champion = json.loads((night / "submission" / "champion.json").read_text())
+    assert champion["model"] == "baseline"
+    assert "rollback" in champion["reason"]
