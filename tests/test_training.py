@@ -83,3 +83,28 @@ def test_unknown_precision_is_an_error(tiny_data, tmp_path):
     cfg = TINY_TRAIN.__class__(**{**TINY_TRAIN.__dict__, "precision": "fp8"})
     with pytest.raises(ValueError, match="precision"):
         training.train_model("baseline", tiny_data.windows, tiny_data.split, tmp_path, cfg)
+
+
+def test_streamed_training_matches_resident_data(tiny_data, tmp_path):
+    """host_cache_gb=0 streams slabs from HDF5; statistics and evaluation are unchanged."""
+    from dataclasses import replace
+
+    device = torch.device("cpu")
+    small_slabs = replace(TINY_TRAIN, slab_windows=16)
+    resident = training.load_split_sides(tiny_data.windows, tiny_data.split, tiny_data.features,
+                                         device, small_slabs)
+    streamed = training.load_split_sides(tiny_data.windows, tiny_data.split, tiny_data.features,
+                                         device, replace(small_slabs, host_cache_gb=0.0))
+    assert resident[0].resident and not streamed[0].resident
+    for key, value in resident[3].items():
+        torch.testing.assert_close(value, streamed[3][key])
+    model = training.build_model("hybrid", n_filters=8).eval()
+    model.set_standardization(resident[3])
+    np.testing.assert_allclose(training.evaluate(model, streamed[1], 7),
+                               training.evaluate(model, resident[1], 64), rtol=1e-5)
+    seen = torch.cat([y for _, _, y in streamed[0].batches(10, torch.Generator())])
+    torch.testing.assert_close(seen.sort().values, resident[0].y.sort().values)
+    meta = training.train_model("hybrid", tiny_data.windows, tiny_data.split, tmp_path,
+                                replace(small_slabs, host_cache_gb=0.0, max_epochs=1),
+                                tiny_data.features)
+    assert meta["data_on_device"] is False and np.isfinite(meta["best_val_nrmse"])

@@ -58,7 +58,8 @@ class TrainConfig:
     """Training one model (``--model baseline|hybrid``)."""
 
     batch_size: int = 64  # windows per step
-    lr: float = 1e-3  # peak AdamW learning rate at batch_size
+    lr: float = 1e-3  # peak AdamW learning rate at lr_reference_batch windows per step
+    lr_reference_batch: int = 64  # the LR scales with sqrt(batch_size / lr_reference_batch)
     weight_decay: float = 1e-4  # AdamW weight decay
     dropout: float = 0.3  # dropout probability in the backbone and the head
     n_filters: int = 32  # channels of the temporal convolutions
@@ -71,6 +72,10 @@ class TrainConfig:
     device: str = "auto"  # "auto" (GPU when available), "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"  # "auto" (bf16 autocast on GPUs that support it), "fp32", "bf16"
     eval_batch_size: int = 1024  # windows per forward pass when evaluating
+    host_cache_gb: float = 2.0  # CPU training keeps up to this many GB of windows in memory;
+    # more is streamed from HDF5 in slabs. On a GPU the windows are loaded onto the device
+    # when they fit in 60 % of its free memory, else streamed the same way.
+    slab_windows: int = 2048  # windows per contiguous HDF5 read when loading or streaming
 
 
 @dataclass(frozen=True)

@@ -402,6 +402,32 @@ def build_window_cache(bids_root: str | os.PathLike[str], out_path: str | os.Pat
             "dropped_trials": dict(sorted(dropped.items()))}
 
 
+def write_cache_from_chunks(out_path: str | os.PathLike[str],
+                            chunks: Iterable[Mapping[str, np.ndarray]], cfg: WindowsConfig,
+                            source: str) -> int:
+    """Write windows made elsewhere (e.g. simulated) into a cache of the same layout.
+
+    Each chunk maps every cache column (``eeg``, ``rt``, ``subject``, ``run``, ``trial``,
+    ``stim_onset_s``, ``response_onset_s``, ``hand``, ``correct``, ``recording``) to an
+    array of the chunk's length. Chunks are appended one at a time, so memory holds one
+    chunk; the file is written atomically. Returns the number of windows.
+    """
+    n_times = _window_n_times(cfg)
+    out = _as_path(out_path, "out_path")
+    with atomic_path(out, suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
+        _create_datasets(h5, n_times)
+        for chunk in chunks:
+            missing = sorted({"eeg", *_COLUMNS} - set(chunk))
+            if missing:
+                raise ValueError(f"chunk lacks the column(s) {missing}")
+            if chunk["eeg"].shape[1:] != (N_CHANS, n_times):
+                raise ValueError(f"chunk eeg has shape {chunk['eeg'].shape}; expected "
+                                 f"(n, {N_CHANS}, {n_times})")
+            _append_columns(h5, chunk)
+        _write_attrs(h5, cfg, Path(source), [], [], Counter())
+        return int(h5["rt"].shape[0])
+
+
 def _skip(rel_path: str, reason: str) -> dict[str, str]:
     log.warning("skipping %s: %s", rel_path, reason)
     return {"path": rel_path, "reason": reason}
@@ -428,10 +454,12 @@ def _append(h5: h5py.File, rec: Recording, cut: _RecordingWindows, recording_ind
         "correct": [t.correct for t in trials],
         "recording": [recording_index] * len(trials),
     }
+    _append_columns(h5, {"eeg": cut.eeg, **columns})
+
+
+def _append_columns(h5: h5py.File, columns: Mapping[str, Any]) -> None:
     start = h5["eeg"].shape[0]
-    stop = start + len(trials)
-    h5["eeg"].resize(stop, axis=0)
-    h5["eeg"][start:stop] = cut.eeg
+    stop = start + len(columns["eeg"])
     for name, values in columns.items():
         h5[name].resize(stop, axis=0)
         h5[name][start:stop] = values
@@ -617,14 +645,14 @@ def load_windows(cache_path: str | os.PathLike[str],
                 raise ValueError(f"subjects: {unknown[:10]} not in the cache {cache_path}")
             mask = np.isin(all_subjects, list(subjects))
         index = np.flatnonzero(mask)
-        return WindowSet(eeg=_read_rows(h5["eeg"], index), rt=h5["rt"][()][mask],
+        return WindowSet(eeg=read_rows(h5["eeg"], index), rt=h5["rt"][()][mask],
                          subject=all_subjects[mask], run=h5["run"][()][mask],
                          trial=h5["trial"][()][mask], index=index,
                          sfreq_hz=float(h5.attrs["sfreq_hz"]),
                          window_start_s=float(h5.attrs["window_start_s"]))
 
 
-def _read_rows(dataset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
+def read_rows(dataset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
     """Rows ``index`` (ascending) of a dataset, one read per contiguous run."""
     out = np.empty((len(index), *dataset.shape[1:]), dtype=dataset.dtype)
     breaks = np.flatnonzero(np.diff(index) != 1) + 1

@@ -29,7 +29,7 @@ import math
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -711,3 +711,30 @@ def _dataset_description() -> dict[str, Any]:
             "GeneratedBy": [{"Name": "overnight.synth", "Version": code_version(),
                              "Description": "Simulated EEG whose CPP, beta desynchronisation "
                                             "and motor potential carry the response time"}]}
+
+
+def simulated_cache_chunks(n_windows: int, *, windows_per_subject: int = 85,
+                           chunk_windows: int = 4096, seed: int = 0
+                           ) -> Iterator[dict[str, np.ndarray]]:
+    """Window-cache chunks of simulated windows, without BIDS (for the real-size benchmark).
+
+    Each chunk has its own subjects (about ``windows_per_subject`` windows each, as in HBN)
+    and is sorted by subject, as a cache built from recordings is. Yields dicts with every
+    column of the window cache (see ``overnight.data.write_cache_from_chunks``).
+    """
+    _check_int("n_windows", n_windows, minimum=1)
+    _check_int("chunk_windows", chunk_windows, minimum=1)
+    for number, start in enumerate(range(0, n_windows, chunk_windows)):
+        n = min(chunk_windows, n_windows - start)
+        sim = simulate_windows(n, n_subjects=max(1, round(n / windows_per_subject)),
+                               seed=seed * 100_003 + number)
+        order = np.argsort(sim["subject"], kind="stable")
+        stim_onset_s = 10.0 + 5.0 * np.arange(n)  # nominal: the windows have no recording
+        yield {
+            "eeg": sim["eeg"][order], "rt": sim["rt"][order],
+            "subject": sim["subject"][order].astype(object),
+            "run": np.ones(n, dtype=np.int16), "trial": np.arange(n, dtype=np.int32),
+            "stim_onset_s": stim_onset_s, "response_onset_s": stim_onset_s + sim["rt"][order],
+            "hand": sim["hand"][order].astype(object), "correct": np.ones(n, dtype=bool),
+            "recording": np.full(n, number, dtype=np.int32),
+        }

@@ -13,36 +13,25 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 
 from overnight import atomic
 from overnight.config import TrainConfig
-from overnight.data import load_windows, read_split
+from overnight.data import read_rows, read_split
 from overnight.evaluation import nrmse, predict
-from overnight.features import read_features
 from overnight.models import MODELS, RTModel, build_model
 from overnight.provenance import code_version
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
-
-
-@dataclasses.dataclass
-class TrainingData:
-    """Tensors on the training device: standardised targets, raw windows, optional features."""
-
-    x_train: torch.Tensor  # (N, C, T) volts
-    y_train: torch.Tensor  # (N,) standardised
-    f_train: torch.Tensor | None  # (N, F) or None
-    x_val: torch.Tensor
-    y_val_s: np.ndarray  # (M,) seconds, for the NRMSE
-    f_val: torch.Tensor | None
-    stats: dict[str, torch.Tensor]
 
 
 def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
@@ -68,18 +57,18 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     log.info("training %s on %s (%s)", model_name, device,
              "bf16 autocast" if autocast_dtype else "fp32")
 
-    # Data, once onto the device.
-    data = load_training_data(windows_path, split_path, features_path if uses_features else None,
-                              device)
-    n_train = len(data.y_train)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    # Data: on the device when it fits, else streamed from HDF5 in slabs.
+    train, val, y_val_s, stats = load_split_sides(
+        windows_path, split_path, features_path if uses_features else None, device, cfg)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
 
     # Model, optimizer, schedule.
     window_spec = _window_spec(windows_path)
-    model_args = _model_args(model_name, cfg, data.x_train.shape, window_spec)
+    model_args = _model_args(model_name, cfg, window_spec)
     model = build_model(model_name, **model_args).to(device)
-    model.set_standardization(data.stats)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.set_standardization(stats)
+    lr = cfg.lr * math.sqrt(cfg.batch_size / cfg.lr_reference_batch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(cfg.warmup_epochs * steps_per_epoch,
                                   cfg.max_epochs * steps_per_epoch))
@@ -95,10 +84,9 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     while state["epoch"] < cfg.max_epochs and state["epochs_since_best"] < cfg.patience:
         started = time.perf_counter()
         epoch = state["epoch"] + 1
-        train_loss = _train_epoch(model, data, optimizer, scheduler, generator, cfg,
+        train_loss = _train_epoch(model, train, optimizer, scheduler, generator, cfg,
                                   autocast_dtype)
-        val_pred = predict(model, data.x_val, cfg.eval_batch_size, data.f_val)
-        val_nrmse = nrmse(data.y_val_s, val_pred)
+        val_nrmse = nrmse(y_val_s, evaluate(model, val, cfg.eval_batch_size))
         seconds = time.perf_counter() - started
         state["train_seconds"] += seconds
         state["epoch"] = epoch
@@ -128,7 +116,8 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
         "n_params": sum(p.numel() for p in model.parameters()),
         "best_epoch": state["best_epoch"], "best_val_nrmse": state["best_nrmse"],
         "epochs_run": state["epoch"], "train_seconds": round(state["train_seconds"], 2),
-        "n_train_windows": n_train, "n_val_windows": len(data.y_val_s),
+        "n_train_windows": len(train), "n_val_windows": len(val),
+        "data_on_device": train.resident,
         "device": str(device), "precision": "bf16" if autocast_dtype else "fp32",
         "stopped": "early stopping" if state["epochs_since_best"] >= cfg.patience
         else "max epochs",
@@ -165,75 +154,202 @@ def resolve_autocast(precision: str, device: torch.device) -> torch.dtype | None
     return torch.bfloat16
 
 
-def load_training_data(windows_path: Path, split_path: Path, features_path: Path | None,
-                       device: torch.device) -> TrainingData:
-    """Load both sides of the split and fit the standardisation on the training side only."""
+class SplitSide:
+    """The windows of one side of the split, served on the training device.
+
+    When they fit (``resident``) they are loaded onto the device once, slab by slab, and
+    batches are drawn there; otherwise every pass streams contiguous slabs from the HDF5
+    caches, reading the next slab while the current one is in use. Either way the host
+    holds at most two slabs.
+    """
+
+    def __init__(self, windows_path: Path, features_path: Path | None, rows: np.ndarray,
+                 targets: np.ndarray, device: torch.device, resident: bool,
+                 slab_windows: int) -> None:
+        self.windows_path, self.features_path = windows_path, features_path
+        self.rows = rows  # cache rows, ascending
+        self.device, self.resident = device, resident
+        self.y = torch.from_numpy(targets.astype(np.float32)).to(device)  # (N,)
+        n_slabs = max(1, math.ceil(len(rows) / slab_windows))
+        self.slabs = np.array_split(np.arange(len(rows)), n_slabs)  # positions into rows
+        self.x: torch.Tensor | None = None
+        self.f: torch.Tensor | None = None
+        if resident:
+            self.x, self.f = self._load()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, np.ndarray]]:
+        """(x, features, positions) chunks covering the side once, in cache order."""
+        if self.x is not None:
+            yield self.x, self.f, np.arange(len(self.rows))
+            return
+        for positions, x, f in self._stream(list(range(len(self.slabs)))):
+            yield x, f, positions
+
+    def batches(self, batch_size: int, generator: torch.Generator
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+        """(x, features, targets) batches in a seeded random order (slab order, then
+        within the slab, when streaming)."""
+        if self.x is not None:
+            order = torch.randperm(len(self.rows), generator=generator).to(self.device)
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                yield self.x[batch], self.f[batch] if self.f is not None else None, self.y[batch]
+            return
+        slab_order = torch.randperm(len(self.slabs), generator=generator).tolist()
+        for positions, x, f in self._stream(slab_order):
+            order = torch.randperm(len(positions), generator=generator).to(self.device)
+            y = self.y[torch.from_numpy(positions).to(self.device)]
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                yield x[batch], f[batch] if f is not None else None, y[batch]
+
+    def _load(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = f = None
+        for positions, x_slab, f_slab in self._stream(list(range(len(self.slabs)))):
+            if x is None:
+                x = torch.empty((len(self.rows), *x_slab.shape[1:]), dtype=x_slab.dtype,
+                                device=self.device)
+                if f_slab is not None:
+                    f = torch.empty((len(self.rows), f_slab.shape[1]), dtype=f_slab.dtype,
+                                    device=self.device)
+            x[positions[0]:positions[-1] + 1] = x_slab
+            if f is not None:
+                f[positions[0]:positions[-1] + 1] = f_slab
+        return x, f
+
+    def _stream(self, slab_order: list[int]
+                ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor | None]]:
+        """Slabs on the device, the next one read from disk while the caller uses this one."""
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            pending = reader.submit(self._read_slab, self.slabs[slab_order[0]])
+            for i, slab in enumerate(slab_order):
+                x, f = pending.result()
+                if i + 1 < len(slab_order):
+                    pending = reader.submit(self._read_slab, self.slabs[slab_order[i + 1]])
+                yield (self.slabs[slab], torch.from_numpy(x).to(self.device),
+                       torch.from_numpy(f).to(self.device) if f is not None else None)
+
+    def _read_slab(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        rows = self.rows[positions]
+        with h5py.File(self.windows_path, "r") as fh:
+            x = read_rows(fh["eeg"], rows)  # (n, C, T)
+        f = None
+        if self.features_path is not None:
+            with h5py.File(self.features_path, "r") as fh:
+                f = read_rows(fh["features"], rows)  # (n, F)
+        return x, f
+
+
+def load_split_sides(windows_path: Path, split_path: Path, features_path: Path | None,
+                     device: torch.device, cfg: TrainConfig
+                     ) -> tuple[SplitSide, SplitSide, np.ndarray, dict[str, torch.Tensor]]:
+    """Both sides of the split on ``device``, the validation targets in seconds, and the
+    standardisation fitted on the training side only."""
     split = read_split(split_path)
-    train = load_windows(windows_path, split["train"])
-    val = load_windows(windows_path, split["val"])
-    stats = fit_standardization(train.eeg, train.rt)
-    f_train = f_val = None
-    if features_path is not None:
-        train_features, _ = read_features(features_path, train.index)
-        val_features, _ = read_features(features_path, val.index)
-        stats.update(_feature_stats(train_features))
-        f_train = torch.from_numpy(train_features).to(device)
-        f_val = torch.from_numpy(val_features).to(device)
-    y_train = (train.rt.astype(np.float64) - float(stats["target_mean"])) / float(
-        stats["target_std"])
-    log.info("data: %d training windows (%d subjects), %d validation windows (%d subjects)",
-             len(train.rt), len(split["train"]), len(val.rt), len(split["val"]))
-    return TrainingData(
-        x_train=torch.from_numpy(train.eeg).to(device),
-        y_train=torch.from_numpy(y_train.astype(np.float32)).to(device),
-        f_train=f_train, x_val=torch.from_numpy(val.eeg).to(device),
-        y_val_s=val.rt.astype(np.float64), f_val=f_val, stats=stats)
+    with h5py.File(windows_path, "r") as fh:
+        subjects = fh["subject"].asstr()[()]
+        rt = fh["rt"][()].astype(np.float64)
+        window_bytes = int(np.prod(fh["eeg"].shape[1:])) * fh["eeg"].dtype.itemsize
+    train_rows = np.flatnonzero(np.isin(subjects, split["train"]))
+    val_rows = np.flatnonzero(np.isin(subjects, split["val"]))
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ValueError(f"{split_path}: the split selects {len(train_rows)} training and "
+                         f"{len(val_rows)} validation windows of {windows_path}")
+    target_mean, target_std = rt[train_rows].mean(), float(_safe_std(rt[train_rows].std()))
+    budget = _memory_budget(device, cfg)
+    train_resident = len(train_rows) * window_bytes <= budget
+    val_resident = (len(train_rows) * train_resident + len(val_rows)) * window_bytes <= budget
+    train = SplitSide(windows_path, features_path, train_rows,
+                      (rt[train_rows] - target_mean) / target_std, device, train_resident,
+                      cfg.slab_windows)
+    val = SplitSide(windows_path, features_path, val_rows, rt[val_rows], device, val_resident,
+                    cfg.slab_windows)
+    stats = {"target_mean": torch.tensor(target_mean), "target_std": torch.tensor(target_std),
+             **_input_stats(train)}
+    log.info("data: %d training windows (%d subjects, %s), %d validation windows "
+             "(%d subjects, %s)", len(train), len(split["train"]),
+             "on the device" if train_resident else "streamed",
+             len(val), len(split["val"]), "on the device" if val_resident else "streamed")
+    return train, val, rt[val_rows], stats
 
 
-def fit_standardization(eeg: np.ndarray, rt: np.ndarray) -> dict[str, torch.Tensor]:
-    """Per-channel input mean/std and target mean/std, in float64; flat channels get std 1."""
-    mean = eeg.mean(axis=(0, 2), dtype=np.float64)
-    mean_sq = np.square(eeg, dtype=np.float64).mean(axis=(0, 2))
-    std = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
-    return {
-        "input_mean": torch.from_numpy(mean), "input_std": torch.from_numpy(_safe_std(std)),
-        "target_mean": torch.tensor(float(rt.mean(dtype=np.float64))),
-        "target_std": torch.tensor(float(_safe_std(np.array(rt.std(dtype=np.float64))))),
-    }
+def _memory_budget(device: torch.device, cfg: TrainConfig) -> float:
+    """Bytes of windows that may live on the device (the host, for CPU training)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 0.6 * free
+    return cfg.host_cache_gb * 1e9
 
 
-def _feature_stats(features: np.ndarray) -> dict[str, torch.Tensor]:
-    mean = features.mean(axis=0, dtype=np.float64)
-    std = features.std(axis=0, dtype=np.float64)
-    return {"feature_mean": torch.from_numpy(mean), "feature_std": torch.from_numpy(_safe_std(std))}
+def _input_stats(train: SplitSide) -> dict[str, torch.Tensor]:
+    """Per-channel input mean/std and per-feature mean/std, accumulated in float64."""
+    sums: dict[str, torch.Tensor] = {}
+    for x, f, _ in train.in_order():
+        for chunk_x, chunk_f in _chunks(x, f, 4096):
+            xd = chunk_x.double()
+            _accumulate(sums, "x", xd.sum(dim=(0, 2)), (xd * xd).sum(dim=(0, 2)),
+                        chunk_x.shape[0] * chunk_x.shape[2])
+            if chunk_f is not None:
+                fd = chunk_f.double()
+                _accumulate(sums, "f", fd.sum(dim=0), (fd * fd).sum(dim=0), chunk_f.shape[0])
+    stats = dict(zip(("input_mean", "input_std"), _mean_std(sums, "x"), strict=True))
+    if "f_sum" in sums:
+        stats.update(zip(("feature_mean", "feature_std"), _mean_std(sums, "f"), strict=True))
+    return stats
+
+
+def _chunks(x: torch.Tensor, f: torch.Tensor | None, size: int
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    for start in range(0, len(x), size):
+        yield x[start:start + size], f[start:start + size] if f is not None else None
+
+
+def _accumulate(sums: dict[str, torch.Tensor], key: str, total: torch.Tensor,
+                total_sq: torch.Tensor, count: int) -> None:
+    for name, value in ((f"{key}_sum", total), (f"{key}_sq", total_sq)):
+        sums[name] = sums.get(name, 0) + value.cpu()
+    sums[f"{key}_n"] = sums.get(f"{key}_n", 0) + count
+
+
+def _mean_std(sums: dict[str, torch.Tensor], key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = sums[f"{key}_sum"] / sums[f"{key}_n"]
+    var = (sums[f"{key}_sq"] / sums[f"{key}_n"] - mean**2).clamp(min=0)
+    return mean, torch.from_numpy(_safe_std(var.sqrt().numpy()))
 
 
 def _safe_std(std: np.ndarray) -> np.ndarray:
     return np.where(std > 0, std, 1.0)
 
 
-def _train_epoch(model: RTModel, data: TrainingData, optimizer: torch.optim.Optimizer,
+def evaluate(model: RTModel, side: SplitSide, batch_size: int) -> np.ndarray:
+    """Predictions (seconds, float64) for every window of ``side``, in its order."""
+    out = np.empty(len(side))
+    for x, f, positions in side.in_order():
+        out[positions] = predict(model, x, batch_size, f)
+    return out
+
+
+def _train_epoch(model: RTModel, train: SplitSide, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
                  cfg: TrainConfig, autocast_dtype: torch.dtype | None) -> float:
     """One pass over the training windows in a seeded random order; returns the mean loss."""
     model.train()
-    device = data.x_train.device
-    order = torch.randperm(len(data.y_train), generator=generator).to(device)
-    total = torch.zeros((), device=device)  # summed on the device: no host sync per step
-    for start in range(0, len(order), cfg.batch_size):
-        batch = order[start:start + cfg.batch_size]
-        features = data.f_train[batch] if data.f_train is not None else None
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+    total = torch.zeros((), device=train.device)  # summed on the device: no host sync per step
+    for x, features, y in train.batches(cfg.batch_size, generator):
+        with torch.autocast(train.device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
-            out = model.standardized_output(data.x_train[batch], features).squeeze(1)
-        loss = torch.nn.functional.mse_loss(out.float(), data.y_train[batch])
+            out = model.standardized_output(x, features).squeeze(1)
+        loss = torch.nn.functional.mse_loss(out.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
-        total += loss.detach() * len(batch)
-    return float(total) / len(order)
+        total += loss.detach() * len(y)
+    return float(total) / len(train)
 
 
 def _warmup_cosine(warmup_steps: int, total_steps: int):
@@ -246,17 +362,18 @@ def _warmup_cosine(warmup_steps: int, total_steps: int):
     return multiplier
 
 
-def _window_spec(windows_path: Path) -> dict[str, float]:
-    import h5py
-
+def _window_spec(windows_path: Path) -> dict[str, Any]:
     with h5py.File(windows_path, "r") as fh:
+        _, n_chans, n_times = fh["eeg"].shape
         return {"sfreq_hz": float(fh.attrs["sfreq_hz"]),
-                "window_start_s": float(fh.attrs["window_start_s"])}
+                "window_start_s": float(fh.attrs["window_start_s"]),
+                "n_chans": int(n_chans), "n_times": int(n_times)}
 
 
-def _model_args(model_name: str, cfg: TrainConfig, shape: torch.Size,
-                window_spec: dict[str, float]) -> dict[str, Any]:
-    args: dict[str, Any] = {"n_chans": int(shape[1]), "n_times": int(shape[2]),
+def _model_args(model_name: str, cfg: TrainConfig, window_spec: dict[str, Any]
+                ) -> dict[str, Any]:
+    args: dict[str, Any] = {"n_chans": window_spec.pop("n_chans"),
+                            "n_times": window_spec.pop("n_times"),
                             "n_filters": cfg.n_filters, "dropout": cfg.dropout}
     if MODELS[model_name].uses_features:
         args.update(window_spec)

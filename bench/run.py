@@ -1,0 +1,422 @@
+"""Benchmarks of the night at real scale; writes this machine's section of docs/BENCHMARKS.md.
+
+Every figure is measured in this run, beside a reference in the old style on the same
+machine: features against a per-window NumPy/SciPy pass (one window read at a time,
+`polyfit`, Welch) run on a sample and scaled; training against a DataLoader of batch 32
+reading single windows from HDF5 with 4 workers; and the whole chain (features, both
+trainings with early stopping, compare, report) timed stage by stage with the peak
+resident memory of each stage's process.
+
+Usage: python bench/run.py --work DIR [--n N] [--out docs/BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="folder for the bench data")
+    parser.add_argument("--n", type=int, default=None,
+                        help="windows (default 41071 on a GPU, 8192 on a CPU)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
+    parser.add_argument("--skip-small-batch", action="store_true",
+                        help="skip the small-batch fp32 quality reference")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    gpu = torch.cuda.is_available()
+    n = args.n or (41_071 if gpu else 8_192)
+    config = REPO / "configs" / ("bench-gpu.toml" if gpu else "bench-cpu.toml")
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"machine": machine(), "n_windows": n, "config": str(
+        config.relative_to(REPO)), "command": " ".join(["python", "bench/run.py", *sys.argv[1:]])}
+
+    windows, split = work / "windows.h5", work / "split.json"
+
+    def measure(name: str, fn: Any, *fn_args: Any) -> None:
+        """One measurement; a failure is recorded and the others still run."""
+        try:
+            results[name] = fn(*fn_args)
+        except Exception as exc:
+            log.exception("%s failed", name)
+            results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2, default=str))
+
+    if not windows.exists() or h5py.File(windows, "r")["rt"].shape[0] != n:
+        measure("bench_data", run_job, "bench data", [
+            "bench/make_data.py", "--n", str(n), "--out", str(windows), "--split-out", str(split)])
+    measure("raw_read", raw_read, windows)
+    measure("features", features_job, windows, work / "features.h5")
+    measure("features_reference", features_reference, windows, 300 if gpu else 150)
+    measure("training", training_throughput, windows, split, config)
+    measure("training_reference", training_reference, windows, split, 150)
+    measure("chain", chain, work, windows, split, config)
+    if gpu and not args.skip_small_batch:
+        measure("small_batch_fp32", small_batch_reference, work, windows, split, config)
+    if "errors" in results:
+        log.error("failed measurements: %s", results["errors"])
+        return 1
+    write_markdown(args.out, results)
+    print(summary(results))
+    return 0
+
+
+# --- Measurements ----------------------------------------------------------------------
+
+# Runs a script with sys.argv set and writes its own peak RSS (VmHWM, KiB) to the file named
+# by BENCH_PEAK_FILE. Not getrusage/wait4: Linux carries the pre-exec peak of the forked
+# parent (this large process) into those.
+_PEAK_WRAPPER = r"""
+import os, re, runpy, sys
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+try:
+    runpy.run_path(script, run_name="__main__")
+finally:
+    with open("/proc/self/status") as status, open(os.environ["BENCH_PEAK_FILE"], "w") as fh:
+        fh.write(re.search(r"VmHWM:\s*(\d+)", status.read()).group(1))
+"""
+
+
+def run_job(name: str, argv: list[str]) -> dict[str, Any]:
+    """Run a script of this repository in its own process: wall time and peak RSS."""
+    log.info("%s: %s", name, " ".join(argv))
+    with tempfile.NamedTemporaryFile(prefix="bench-peak-") as peak_file:
+        env = {**os.environ, "BENCH_PEAK_FILE": peak_file.name}
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, *argv], cwd=REPO, env=env,
+                              check=False)
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name} failed with exit code {proc.returncode}")
+        peak_gb = int(Path(peak_file.name).read_text()) * 1024 / 1e9  # KiB on Linux
+    log.info("%s: %.1f s, peak RSS %.2f GB", name, seconds, peak_gb)
+    return {"seconds": round(seconds, 2), "peak_rss_gb": round(peak_gb, 3)}
+
+
+def features_job(windows: Path, out: Path) -> dict[str, Any]:
+    return {**run_job("features", ["jobs/features.py", "--windows", str(windows), "--out",
+                                   str(out)]), **feature_attrs(out)}
+
+
+def small_batch_reference(work: Path, windows: Path, split: Path, config: Path
+                          ) -> dict[str, Any]:
+    """The baseline trained the old way (batch 64, fp32): the quality reference."""
+    out = work / "models-small-batch" / "baseline"
+    result = run_job("small-batch fp32 baseline", [
+        "jobs/train.py", "--config", str(config), "--model", "baseline", "--windows",
+        str(windows), "--split", str(split), "--out", str(out), "--set", "train.batch_size=64",
+        "--set", "train.precision='fp32'", "--set", "train.max_epochs=25"])
+    return {**result, "model": json.loads((out / "model.json").read_text())}
+
+
+def raw_read(windows: Path, slab: int = 2048) -> dict[str, Any]:
+    """Read every window in slabs, no compute: the ceiling for any pass over the file.
+
+    Best of two passes, so both this and the feature pass read from the page cache.
+    """
+    timings = []
+    with h5py.File(windows, "r") as fh:
+        dset = fh["eeg"]
+        buffer = np.empty((slab, *dset.shape[1:]), dtype=dset.dtype)
+        for _ in range(2):
+            started = time.perf_counter()
+            for start in range(0, dset.shape[0], slab):
+                stop = min(start + slab, dset.shape[0])
+                dset.read_direct(buffer, np.s_[start:stop], np.s_[0:stop - start])
+            timings.append(time.perf_counter() - started)
+        n = dset.shape[0]
+    return {"seconds": round(min(timings), 2), "windows_per_s": round(n / min(timings))}
+
+
+def feature_attrs(path: Path) -> dict[str, Any]:
+    with h5py.File(path, "r") as fh:
+        return {k: float(fh.attrs[k]) for k in ("compile_s", "compute_s", "windows_per_s")}
+
+
+def features_reference(windows: Path, sample: int) -> dict[str, Any]:
+    """The old style: open, read one window, NumPy/SciPy features (polyfit, Welch), repeat."""
+    from scipy.signal import welch
+
+    from overnight.channels import index_of
+
+    cpp = [index_of("CPz"), index_of("Pz")]
+    motor = [index_of("C3"), index_of("C4")]
+    occipital = [index_of(c) for c in ("O1", "O2", "Oz")]
+    with h5py.File(windows, "r") as fh:
+        n = fh["eeg"].shape[0]
+        sfreq = float(fh.attrs["sfreq_hz"])
+    picks = np.linspace(0, n - 1, sample).astype(int)
+    started = time.perf_counter()
+    for i in picks:
+        with h5py.File(windows, "r") as fh:
+            x = fh["eeg"][i].astype(np.float64)
+        x = x - x.mean(axis=0)
+        signal = x[cpp].mean(axis=0)
+        t = np.arange(signal.size) / sfreq
+        peak = int(np.argmax(signal))
+        np.polyfit(t[:max(peak, 10) + 1], signal[:max(peak, 10) + 1], 1)
+        freqs, power = welch(x[motor + occipital], fs=sfreq, nperseg=100)
+        for lo, hi in ((13, 30), (8, 12)):
+            np.log10(power[:, (freqs >= lo) & (freqs <= hi)].mean(axis=1) + 1e-30)
+        for seg in range(4):
+            welch(x[motor, seg * 50:(seg + 1) * 50], fs=sfreq, nperseg=50)
+    seconds = time.perf_counter() - started
+    rate = sample / seconds
+    return {"sample": sample, "windows_per_s": round(rate, 1),
+            "scaled_seconds": round(n / rate, 1)}
+
+
+def training_throughput(windows: Path, split: Path, config: Path) -> dict[str, Any]:
+    """Windows/s of the baseline's training loop as the night runs it (second epoch)."""
+    from overnight import training
+    from overnight.config import load_config
+
+    cfg = load_config(config).train
+    device = training.resolve_device(cfg.device)
+    autocast = training.resolve_autocast(cfg.precision, device)
+    train, _, _, stats = training.load_split_sides(windows, split, None, device, cfg)
+    model = training.build_model("baseline", n_filters=cfg.n_filters,
+                                 dropout=cfg.dropout).to(device)
+    model.set_standardization(stats)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    generator = torch.Generator().manual_seed(0)
+    timings = []
+    for _ in range(3):  # the first epoch warms up kernels and caches
+        _sync(device)
+        started = time.perf_counter()
+        training._train_epoch(model, train, optimizer, scheduler, generator, cfg, autocast)
+        _sync(device)
+        timings.append(time.perf_counter() - started)
+    seconds = float(np.median(timings[1:]))
+    result = {"windows_per_s": round(len(train) / seconds), "epoch_seconds": round(seconds, 3),
+              "batch_size": cfg.batch_size, "precision": "bf16" if autocast else "fp32",
+              "data_on_device": train.resident, "device": str(device)}
+    if device.type == "cuda":
+        result["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+    return result
+
+
+class _OldStyleWindows(torch.utils.data.Dataset):
+    """One window per item, the file reopened for every item (as the old night did)."""
+
+    def __init__(self, path: Path, rows: np.ndarray, targets: np.ndarray) -> None:
+        self.path, self.rows, self.targets = path, rows, targets
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with h5py.File(self.path, "r") as fh:
+            x = fh["eeg"][int(self.rows[i])]
+        return torch.from_numpy(x), torch.tensor(self.targets[i], dtype=torch.float32)
+
+
+def training_reference(windows: Path, split: Path, batches: int) -> dict[str, Any]:
+    """The old loop: DataLoader(batch 32, 4 workers), fp32, the same model and device."""
+    from overnight import training
+    from overnight.data import read_split
+
+    device = training.resolve_device("auto")
+    with h5py.File(windows, "r") as fh:
+        subjects = fh["subject"].asstr()[()]
+        rt = fh["rt"][()]
+    rows = np.flatnonzero(np.isin(subjects, read_split(split)["train"]))
+    warnings.filterwarnings("ignore", message="This DataLoader will create")  # 4 on purpose
+    loader = torch.utils.data.DataLoader(_OldStyleWindows(windows, rows, rt[rows]),
+                                         batch_size=32, shuffle=True, num_workers=4)
+    model = training.build_model("baseline").to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    warmup, seen = 10, 0
+    for step, (x, y) in enumerate(loader):
+        if step == warmup:
+            _sync(device)
+            started = time.perf_counter()
+        loss = torch.nn.functional.mse_loss(model(x.to(device)).squeeze(1), y.to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss.item()  # the old loop logged every step
+        if step >= warmup:
+            seen += len(y)
+        if step == warmup + batches:
+            break
+    _sync(device)
+    seconds = time.perf_counter() - started
+    return {"windows_per_s": round(seen / seconds), "batches": batches, "batch_size": 32}
+
+
+def chain(work: Path, windows: Path, split: Path, config: Path) -> dict[str, Any]:
+    """The night's stages after the window cache, each in its own process."""
+    models, submission = work / "models", work / "submission"
+    for stale in (work / "comparison.json",):
+        stale.unlink(missing_ok=True)
+    subprocess.run(["rm", "-rf", str(models), str(submission)], check=True)
+    common = ["--config", str(config), "--windows", str(windows)]
+    stages = {
+        "train-baseline": ["jobs/train.py", *common, "--model", "baseline", "--split", str(split),
+                           "--out", str(models / "baseline")],
+        "train-hybrid": ["jobs/train.py", *common, "--model", "hybrid", "--split", str(split),
+                         "--features", str(work / "features.h5"), "--out",
+                         str(models / "hybrid")],
+        "compare": ["jobs/compare.py", *common, "--models", str(models), "--split", str(split),
+                    "--submission", str(submission), "--out", str(work / "comparison.json")],
+        "report": ["jobs/report.py", *common, "--work", str(work), "--reports",
+                   str(work / "reports")],
+    }
+    result: dict[str, Any] = {"features": features_job(windows, work / "features.h5")}
+    result.update({name: run_job(name, argv) for name, argv in stages.items()})
+    comparison = json.loads((work / "comparison.json").read_text())
+    result["nrmse"] = {r["name"]: r["nrmse"] for r in comparison["rows"]}
+    for name in ("baseline", "hybrid"):
+        meta = json.loads((models / name / "model.json").read_text())
+        result[f"train-{name}"].update(epochs=meta["epochs_run"], best_epoch=meta["best_epoch"])
+    return result
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        cpu = found.group(1).strip() if found else cpu
+    info = {"cpu": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
+            "torch": torch.__version__}
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    info["memory"] = f"{pages / 2**30:.0f} GiB"
+    info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return info
+
+
+# --- The report --------------------------------------------------------------------------
+
+def summary(r: dict[str, Any]) -> str:
+    c, f, t = r["chain"], r["features"], r["training"]
+    chain_s = sum(c[s]["seconds"] for s in ("train-baseline", "train-hybrid", "compare",
+                                            "report")) + f["seconds"]
+    lines = [
+        f"machine: {r['machine']['gpu']} / {r['machine']['cpu']}; {r['n_windows']} windows",
+        f"raw read {r['raw_read']['windows_per_s']} win/s; features {f['windows_per_s']:.0f} "
+        f"win/s (read+compute+write), {r['n_windows'] / f['seconds']:.0f} win/s job wall; "
+        f"reference {r['features_reference']['windows_per_s']} win/s",
+        f"training {t['windows_per_s']} win/s ({t['precision']}, batch {t['batch_size']}); "
+        f"reference {r['training_reference']['windows_per_s']} win/s",
+        f"chain {chain_s:.1f} s; NRMSE {c['nrmse']}",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, r: dict[str, Any]) -> None:
+    """Replace this machine's section of the benchmarks page, keep the others."""
+    key = r["machine"]["gpu"] if r["machine"]["gpu"] != "none" else "CPU only"
+    section = f"<!-- bench:{key} -->\n{render_section(key, r)}<!-- /bench:{key} -->\n"
+    text = path.read_text() if path.exists() else _HEADER
+    pattern = re.compile(rf"<!-- bench:{re.escape(key)} -->.*?<!-- /bench:{re.escape(key)} -->\n",
+                         re.DOTALL)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
+    from overnight.atomic import write_text
+
+    write_text(path, text)
+
+
+_HEADER = """# Benchmarks
+
+Measured by `make bench` (`bench/run.py`), which regenerates the figures of the machine it
+runs on and keeps the other machines' sections. Every ratio compares two measurements of the
+same run on the same machine. Peak memory is the peak resident set size of the stage's own
+process (`VmHWM`, read by the process as it exits). The data is `make bench-data`'s
+simulated window cache (same HDF5 layout and generator physiology as the window stage's
+output); writing it is timed as `bench data`, since reading real BIDS recordings is not part
+of this benchmark.
+"""
+
+
+def render_section(key: str, r: dict[str, Any]) -> str:
+    m, n = r["machine"], r["n_windows"]
+    f, fr, rr = r["features"], r["features_reference"], r["raw_read"]
+    t, tr, c = r["training"], r["training_reference"], r["chain"]
+    feat_wall_rate = n / f["seconds"]
+    chain_stages = ("features", "train-baseline", "train-hybrid", "compare", "report")
+    chain_s = sum(c[s]["seconds"] for s in chain_stages)
+    rows = [
+        f"## {key}\n",
+        f"- command: `{r['command']}` (config `{r['config']}`), {time.strftime('%Y-%m-%d')}",
+        f"- machine: {m['cpu']}; {m['memory']}; GPU: {m['gpu']}; Python {m['python']}, "
+        f"torch {m['torch']}",
+        f"- data: {n:,} windows (129 x 200, float32)",
+        "",
+        "| stage | figure | reference (same run) | ratio | peak RSS |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    if "bench_data" in r:
+        rows.append(f"| bench data (window cache, simulated) | {r['bench_data']['seconds']:.1f} s "
+                    f"| | | {r['bench_data']['peak_rss_gb']:.2f} GB |")
+    rows += [
+        f"| raw read of the cache (slabs of 2,048) | {rr['windows_per_s']:,} windows/s | | | |",
+        f"| features: read, compute, write (the job's timed pass) | "
+        f"{f['windows_per_s']:,.0f} windows/s | per-window NumPy/SciPy: "
+        f"{fr['windows_per_s']:,.1f} windows/s (sample of {fr['sample']}, scaled to "
+        f"{fr['scaled_seconds']:,.0f} s) | {f['windows_per_s'] / fr['windows_per_s']:,.0f}x; "
+        f"{f['windows_per_s'] / rr['windows_per_s']:.2f} of the raw read rate | |",
+        f"| features job, wall (start-up, compile {f['compile_s']:.1f} s, pass) | "
+        f"{f['seconds']:.1f} s ({feat_wall_rate:,.0f} windows/s) | | | "
+        f"{f['peak_rss_gb']:.2f} GB |",
+        f"| baseline training loop ({t['precision']}, batch {t['batch_size']}, data "
+        f"{'on the device' if t['data_on_device'] else 'streamed'}) | {t['windows_per_s']:,} "
+        f"windows/s | DataLoader, batch 32, 4 workers, fp32: {tr['windows_per_s']:,} windows/s "
+        f"| {t['windows_per_s'] / tr['windows_per_s']:,.1f}x | |",
+    ]
+    for stage in ("train-baseline", "train-hybrid", "compare", "report"):
+        s = c[stage]
+        extra = f" ({s['epochs']} epochs, best {s['best_epoch']})" if "epochs" in s else ""
+        rows.append(f"| {stage}{extra} | {s['seconds']:.1f} s | | | {s['peak_rss_gb']:.2f} GB |")
+    rows.append(f"| **whole chain** (features, both trainings, compare, report) | "
+                f"**{chain_s:.1f} s** | | | max "
+                f"{max(c[s]['peak_rss_gb'] for s in chain_stages):.2f} GB |")
+    rows.append("")
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in c["nrmse"].items() if v is not None)
+    rows.append(f"Validation NRMSE: {scores}.")
+    if "small_batch_fp32" in r:
+        sb = r["small_batch_fp32"]["model"]
+        rows.append(f"Small-batch fp32 reference (batch 64, up to 25 epochs): baseline NRMSE "
+                    f"{sb['best_val_nrmse']:.3f} in {sb['train_seconds']:.0f} s, against "
+                    f"{c['nrmse'].get('baseline', float('nan')):.3f} with batch "
+                    f"{t['batch_size']} and {t['precision']}.")
+    if "peak_gpu_memory_gb" in t:
+        rows.append(f"Peak GPU memory of the training loop: {t['peak_gpu_memory_gb']} GB.")
+    rows.append("")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
