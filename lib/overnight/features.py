@@ -233,7 +233,9 @@ def _compute_slabs(dset: h5py.Dataset, features: h5py.Dataset, meta: dict[str, A
 
 
 def _basis(n_samples: int, sfreq_hz: float, band_hz: tuple[float, float]) -> np.ndarray:
-    return np.asarray(band_basis(n_samples, sfreq_hz, band_hz), dtype=np.float64)
+    """The band's DFT basis, transposed to (samples, rows) for ``_band_power``."""
+    return np.ascontiguousarray(
+        np.asarray(band_basis(n_samples, sfreq_hz, band_hz), dtype=np.float64).T)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -336,13 +338,19 @@ def _slope_per_sample(y, last):
 
 
 @numba.njit(cache=True)
-def _band_power(y, basis):
-    """Sum over basis rows of (row . (y - mean(y)))**2: band power in V**2."""
+def _band_power(y, basis_t):
+    """Sum over basis rows of (row . (y - mean(y)))**2: band power in V**2.
+
+    ``basis_t`` is the basis transposed, (samples, rows): the inner loop then updates one
+    independent dot product per row, which vectorises without reordering any sum.
+    """
     centred = y - y.mean()
+    dots = np.zeros(basis_t.shape[1])
+    for t in range(centred.shape[0]):
+        value = centred[t]
+        for r in range(basis_t.shape[1]):
+            dots[r] += basis_t[t, r] * value
     power = 0.0
-    for r in range(basis.shape[0]):
-        dot = 0.0
-        for t in range(centred.shape[0]):
-            dot += basis[r, t] * centred[t]
-        power += dot * dot
+    for r in range(dots.shape[0]):
+        power += dots[r] * dots[r]
     return power
