@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="windows (default 41071 on a GPU, 8192 on a CPU)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
-    parser.add_argument("--skip-small-batch", action="store_true",
-                        help="skip the small-batch fp32 quality reference")
+    parser.add_argument("--skip-quality", action="store_true",
+                        help="skip the night-vs-small-batch-fp32 quality comparison (GPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     gpu = torch.cuda.is_available()
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     measure("training", training_throughput, windows, split, config)
     measure("training_reference", training_reference, windows, split, 150)
     measure("chain", chain, work, windows, split, config)
-    if gpu and not args.skip_small_batch:
-        measure("small_batch_fp32", small_batch_reference, work, windows, split, config)
+    if gpu and not args.skip_quality:
+        measure("quality", quality_comparison, work, windows, split, config)
     if "errors" in results:
         log.error("failed measurements: %s", results["errors"])
         return 1
@@ -123,15 +123,24 @@ def features_job(windows: Path, out: Path) -> dict[str, Any]:
                                    str(out)]), **feature_attrs(out)}
 
 
-def small_batch_reference(work: Path, windows: Path, split: Path, config: Path
-                          ) -> dict[str, Any]:
-    """The baseline trained the old way (batch 64, fp32): the quality reference."""
-    out = work / "models-small-batch" / "baseline"
-    result = run_job("small-batch fp32 baseline", [
-        "jobs/train.py", "--config", str(config), "--model", "baseline", "--windows",
-        str(windows), "--split", str(split), "--out", str(out), "--set", "train.batch_size=64",
-        "--set", "train.precision='fp32'", "--set", "train.max_epochs=25"])
-    return {**result, "model": json.loads((out / "model.json").read_text())}
+def quality_comparison(work: Path, windows: Path, split: Path, config: Path,
+                       seeds: tuple[int, ...] = (0, 1)) -> dict[str, Any]:
+    """The baseline trained the night's way (config) and the old way (batch 64, fp32), for
+    several seeds: the seed-to-seed spread is the noise the two are compared against."""
+    runs: dict[str, list[float]] = {"night": [], "small_batch_fp32": []}
+    seconds: dict[str, list[float]] = {"night": [], "small_batch_fp32": []}
+    for seed in seeds:
+        for name, settings in (("night", []), ("small_batch_fp32", [
+                "train.batch_size=64", "train.precision='fp32'"])):
+            out = work / "quality" / f"{name}-seed{seed}"
+            overrides = [a for s in [*settings, f"train.seed={seed}"] for a in ("--set", s)]
+            run_job(f"quality {name} seed {seed}", [
+                "jobs/train.py", "--config", str(config), "--model", "baseline", "--windows",
+                str(windows), "--split", str(split), "--out", str(out), *overrides])
+            meta = json.loads((out / "model.json").read_text())
+            runs[name].append(meta["best_val_nrmse"])
+            seconds[name].append(meta["train_seconds"])
+    return {"seeds": list(seeds), "nrmse": runs, "train_seconds": seconds}
 
 
 def raw_read(windows: Path, slab: int = 2048) -> dict[str, Any]:
@@ -271,19 +280,21 @@ def training_reference(windows: Path, split: Path, batches: int) -> dict[str, An
     return {"windows_per_s": round(seen / seconds), "batches": batches, "batch_size": 32}
 
 
-def chain(work: Path, windows: Path, split: Path, config: Path) -> dict[str, Any]:
+def chain(work: Path, windows: Path, split: Path, config: Path,
+          train_settings: tuple[str, ...] = ()) -> dict[str, Any]:
     """The night's stages after the window cache, each in its own process."""
     models, submission = work / "models", work / "submission"
     for stale in (work / "comparison.json",):
         stale.unlink(missing_ok=True)
     subprocess.run(["rm", "-rf", str(models), str(submission)], check=True)
     common = ["--config", str(config), "--windows", str(windows)]
+    overrides = [arg for setting in train_settings for arg in ("--set", setting)]
     stages = {
         "train-baseline": ["jobs/train.py", *common, "--model", "baseline", "--split", str(split),
-                           "--out", str(models / "baseline")],
+                           "--out", str(models / "baseline"), *overrides],
         "train-hybrid": ["jobs/train.py", *common, "--model", "hybrid", "--split", str(split),
                          "--features", str(work / "features.h5"), "--out",
-                         str(models / "hybrid")],
+                         str(models / "hybrid"), *overrides],
         "compare": ["jobs/compare.py", *common, "--models", str(models), "--split", str(split),
                     "--submission", str(submission), "--out", str(work / "comparison.json")],
         "report": ["jobs/report.py", *common, "--work", str(work), "--reports",
@@ -297,6 +308,10 @@ def chain(work: Path, windows: Path, split: Path, config: Path) -> dict[str, Any
         meta = json.loads((models / name / "model.json").read_text())
         result[f"train-{name}"].update(epochs=meta["epochs_run"], best_epoch=meta["best_epoch"])
     return result
+
+
+def _spread(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} (" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
 
 def _sync(device: torch.device) -> None:
@@ -339,13 +354,18 @@ def summary(r: dict[str, Any]) -> str:
 def write_markdown(path: Path, r: dict[str, Any]) -> None:
     """Replace this machine's section of the benchmarks page, keep the others."""
     key = r["machine"]["gpu"] if r["machine"]["gpu"] != "none" else "CPU only"
-    section = f"<!-- bench:{key} -->\n{render_section(key, r)}<!-- /bench:{key} -->\n"
+    replace_section(path, key, render_section(key, r))
+
+
+def replace_section(path: Path, key: str, body: str) -> None:
+    """Put ``body`` between this key's markers in ``path``, replacing what was there."""
+    from overnight.atomic import write_text
+
+    section = f"<!-- bench:{key} -->\n{body}<!-- /bench:{key} -->\n"
     text = path.read_text() if path.exists() else _HEADER
     pattern = re.compile(rf"<!-- bench:{re.escape(key)} -->.*?<!-- /bench:{re.escape(key)} -->\n",
                          re.DOTALL)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
-    from overnight.atomic import write_text
-
     write_text(path, text)
 
 
@@ -406,12 +426,14 @@ def render_section(key: str, r: dict[str, Any]) -> str:
     rows.append("")
     scores = ", ".join(f"{k} {v:.3f}" for k, v in c["nrmse"].items() if v is not None)
     rows.append(f"Validation NRMSE: {scores}.")
-    if "small_batch_fp32" in r:
-        sb = r["small_batch_fp32"]["model"]
-        rows.append(f"Small-batch fp32 reference (batch 64, up to 25 epochs): baseline NRMSE "
-                    f"{sb['best_val_nrmse']:.3f} in {sb['train_seconds']:.0f} s, against "
-                    f"{c['nrmse'].get('baseline', float('nan')):.3f} with batch "
-                    f"{t['batch_size']} and {t['precision']}.")
+    if "quality" in r:
+        q = r["quality"]
+        night, small = q["nrmse"]["night"], q["nrmse"]["small_batch_fp32"]
+        rows.append(
+            f"Quality, baseline over seeds {q['seeds']}: the night's settings (batch "
+            f"{t['batch_size']}, {t['precision']}) NRMSE {_spread(night)} in "
+            f"{np.mean(q['train_seconds']['night']):.0f} s; batch 64 fp32 NRMSE "
+            f"{_spread(small)} in {np.mean(q['train_seconds']['small_batch_fp32']):.0f} s.")
     if "peak_gpu_memory_gb" in t:
         rows.append(f"Peak GPU memory of the training loop: {t['peak_gpu_memory_gb']} GB.")
     rows.append("")
