@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for the bench data")
     parser.add_argument("--n", type=int, default=None,
-                        help="windows (default 41071 on a GPU, 8192 on a CPU)")
+                        help="windows (default: the existing cache in --work, else 41071 on "
+                             "a GPU and 8192 on a CPU)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
     parser.add_argument("--skip-quality", action="store_true",
@@ -46,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     gpu = torch.cuda.is_available()
-    n = args.n or (41_071 if gpu else 8_192)
-    config = REPO / "configs" / ("bench-gpu.toml" if gpu else "bench-cpu.toml")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    windows, split = work / "windows.h5", work / "split.json"
+    n = args.n or _cached_size(windows) or (41_071 if gpu else 8_192)
+    config = REPO / "configs" / ("bench-gpu.toml" if gpu else "bench-cpu.toml")
     results: dict[str, Any] = {"machine": machine(), "n_windows": n, "config": str(
         config.relative_to(REPO)), "command": " ".join(["python", "bench/run.py", *sys.argv[1:]])}
 
-    windows, split = work / "windows.h5", work / "split.json"
 
     def measure(name: str, fn: Any, *fn_args: Any) -> None:
         """One measurement; a failure is recorded and the others still run."""
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
 
-    if not windows.exists() or h5py.File(windows, "r")["rt"].shape[0] != n:
+    if _cached_size(windows) != n:
         measure("bench_data", run_job, "bench data", [
             "bench/make_data.py", "--n", str(n), "--out", str(windows), "--split-out", str(split)])
     measure("raw_read", raw_read, windows)
@@ -308,6 +309,14 @@ def chain(work: Path, windows: Path, split: Path, config: Path,
         meta = json.loads((models / name / "model.json").read_text())
         result[f"train-{name}"].update(epochs=meta["epochs_run"], best_epoch=meta["best_epoch"])
     return result
+
+
+def _cached_size(windows: Path) -> int | None:
+    """Windows in an existing bench cache (with its split), or None."""
+    if not (windows.exists() and windows.with_name("split.json").exists()):
+        return None
+    with h5py.File(windows, "r") as fh:
+        return int(fh["rt"].shape[0])
 
 
 def _spread(values: list[float]) -> str:
