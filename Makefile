@@ -1,6 +1,6 @@
 # overnight: the nightly EEG response-time pipeline. `make` alone lists the targets.
 #
-# Settings for your machine (your dataset, your work folder) go in local.mk, which
+# Settings for your machine (your dataset, the runner, the GPU) go in local.mk, which
 # this file reads when it exists: see local.mk.example.
 
 SHELL := /bin/bash
@@ -8,21 +8,62 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 -include local.mk
 
-# ---- Settings (override on the command line or in local.mk) ----
+# ---- Settings (override on the command line, in local.mk or in the environment) ----
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SYNTH_DATA ?= data/synthetic
 DATA ?= $(SYNTH_DATA)
-WORK ?= work/demo
+TRUTH ?= $(DATA)/derivatives/synth/truth.tsv
 CONFIG ?= configs/demo.toml
 SUBMISSION ?= submission
 REPORTS ?= reports
-DATE ?= $(shell date +%F)
-# How a job runs: a local Python here; a container runner replaces only this.
-JOB ?= $(PY)
+# One folder per night. The night's date is the evening it started: a run before noon
+# belongs to the night before, so a morning rerun resumes last night's folder.
+RUNS ?= runs
+ifeq ($(origin DATE),undefined)
+DATE := $(shell date -d '12 hours ago' +%F 2>/dev/null || date +%F)
+endif
+WORK ?= $(RUNS)/$(DATE)
+DEMO_WORK ?= work/demo
+LOCK ?= $(RUNS)/.lock
+# How every job runs: RUNNER=local (this virtualenv) or docker; GPU=amd, nvidia or none.
+RUNNER ?= local
+GPU ?= none
+FLAVOUR := $(if $(filter amd,$(GPU)),rocm,$(if $(filter nvidia,$(GPU)),cuda,cpu))
+IMAGE ?= overnight:$(FLAVOUR)
+FRESH ?=
+NOTIFY_CMD ?=
+export NOTIFY_CMD
+PREFLIGHT_SUBJECTS ?= 3
+TRAIN_SET ?=
+EXTRA_RO ?=
+SETUP_STAMP ?= $(VENV)/.installed
 
-SETUP_STAMP := $(VENV)/.installed
+$(if $(filter $(RUNNER),local docker),,$(error RUNNER=$(RUNNER): expected local or docker))
+$(if $(filter $(GPU),amd nvidia none),,$(error GPU=$(GPU): expected amd, nvidia or none))
+
+ifeq ($(RUNNER),docker)
+# The chain's own tools (stage runner, night driver, status) need only the standard
+# library: a docker night needs no virtualenv on the host.
+HOST_PY := PYTHONPATH=lib $(PYTHON)
+OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) .numba_cache
+READY := $(OUT_DIRS)
+CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
+            --ro $(DATA) $(foreach p,$(EXTRA_RO),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
+            --rw $(SUBMISSION)
+ifeq ($(origin JOB),undefined)
+JOB := $(shell $(CONTAINER))
+endif
+JOB_SYNTH := $(shell $(CONTAINER) --rw $(SYNTH_DATA))
+$(if $(JOB),,$(error RUNNER=docker: cannot build the docker command with $(PYTHON)))
+else
+HOST_PY := $(PY)
+READY := $(SETUP_STAMP)
+JOB ?= $(PY)
+JOB_SYNTH = $(JOB)
+endif
+
 WINDOWS := $(WORK)/windows.h5
 SPLIT := $(WORK)/split.json
 FEATURES := $(WORK)/features.h5
@@ -30,11 +71,14 @@ MODELS := $(WORK)/models
 BASELINE := $(MODELS)/baseline/model.json
 HYBRID := $(MODELS)/hybrid/model.json
 COMPARISON := $(WORK)/comparison.json
-STAGE = $(PY) jobs/run_stage.py --work $(WORK)
+PREFLIGHT := $(WORK)/preflight
+STAGE = $(HOST_PY) jobs/run_stage.py --work $(WORK)
 CFG = --config $(CONFIG)
+DRY_RUN := $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
-.PHONY: help setup demo synth overnight windows features train-baseline train-hybrid \
-        compare report rollback test test-all lint clean distclean
+.PHONY: help setup demo synth overnight preflight device windows features train-baseline \
+        train-hybrid models compare report rollback image status logs install-cron test \
+        test-all lint clean distclean bench bench-data
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -42,19 +86,52 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^## ----/ {sub(/^## /, ""); printf "\n%s\n", $$0} \
 	     /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
-	@echo "Now: DATA=$(DATA) WORK=$(WORK) CONFIG=$(CONFIG) SUBMISSION=$(SUBMISSION)"
+	@echo "Now: DATA=$(DATA) WORK=$(WORK) CONFIG=$(CONFIG) RUNNER=$(RUNNER) GPU=$(GPU)"
 
 ## ---- Start here ----
-demo: setup synth overnight ## set up, make the synthetic dataset and run the whole chain (CPU)
+demo: setup ## set up, make the synthetic dataset and run the whole chain in work/demo (CPU)
+	+$(MAKE) --no-print-directory synth overnight WORK=$(DEMO_WORK)
 
 test: setup ## lint and run the default test suite (no GPU, no slow tests)
-	$(PY) -m ruff check lib jobs tests
+	$(PY) -m ruff check lib jobs tests bench
 	$(PY) -m pytest -q -m "not slow and not gpu"
 
-## ---- The chain ----
-overnight: report ## run every stage on DATA; a rerun resumes after the last finished one
+## ---- Every night ----
+overnight: | $(READY) ## tonight's chain in WORK (runs/<date>): preflight, stages, report; resumes
+	+$(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) \
+	    --reports $(REPORTS) --make "$(MAKE) --no-print-directory" --runner $(RUNNER) \
+	    $(if $(FRESH),--fresh) $(if $(NIGHT_EXIT_FILE),--exit-file $(NIGHT_EXIT_FILE)) $(DRY_RUN)
 
+preflight: | $(READY) ## every job on a slice of DATA, one epoch, in <WORK>/preflight (~1 min)
+	rm -rf $(PREFLIGHT)
+ifeq ($(RUNNER),docker)
+	$(HOST_PY) jobs/container.py check --gpu $(GPU) --image $(IMAGE)
+endif
+	$(HOST_PY) jobs/preflight_slice.py --bids-root $(DATA) --out $(PREFLIGHT)/bids \
+	    --subjects $(PREFLIGHT_SUBJECTS)
+	mkdir -p $(PREFLIGHT)/submission $(PREFLIGHT)/reports
+	if [ -f $(SUBMISSION)/champion.json ]; then cp -pR $(SUBMISSION)/. $(PREFLIGHT)/submission/; fi
+	$(MAKE) --no-print-directory device models compare report WORK=$(PREFLIGHT) \
+	    DATA=$(PREFLIGHT)/bids EXTRA_RO=$(abspath $(DATA)) SUBMISSION=$(PREFLIGHT)/submission \
+	    REPORTS=$(PREFLIGHT)/reports TRAIN_SET="--set train.max_epochs=1 --set train.patience=1"
+
+image: ## build the container image for GPU=amd|nvidia|none from docker/Dockerfile.<flavour>
+	docker build --file docker/Dockerfile.$(FLAVOUR) --tag $(IMAGE) .
+
+status: ## the night now: running stage, progress, elapsed time, GPU use, last log lines
+	@$(HOST_PY) jobs/status.py --work $(WORK)
+
+logs: ## follow the night's log as it is written (Ctrl-C stops following, not the night)
+	@$(HOST_PY) jobs/status.py --work $(WORK) --follow
+
+install-cron: ## print the crontab lines for this checkout; INSTALL=1 adds them to your crontab
+	@scripts/install-cron.sh $(if $(INSTALL),--install)
+
+## ---- The chain (make overnight runs these in order) ----
 synth: $(SYNTH_DATA)/dataset_description.json ## write the synthetic HBN dataset to data/synthetic
+
+device: | $(READY) ## the versions and device the jobs see; fails when GPU is set and none is
+	$(STAGE) device -- $(JOB) jobs/check_device.py $(CFG) --gpu $(GPU)
 
 windows: $(WINDOWS) ## stage 1: BIDS recordings -> HDF5 windows with RT targets, and the split
 
@@ -64,20 +141,22 @@ train-baseline: $(BASELINE) ## stage 3: train the baseline CNN
 
 train-hybrid: $(HYBRID) ## stage 4: train the hybrid CNN + features model
 
-compare: $(COMPARISON) ## stage 5: score all models and the champion; promote through the gate
+models: train-baseline train-hybrid ## stages 1-4 (make -k models: a failed hybrid spares the baseline)
 
-report: $(COMPARISON) ## stage 6: render reports/<date>.html and reports/latest.html
+compare: $(COMPARISON) ## stage 5: score the models that trained and the champion; promote
+
+report: | $(READY) ## stage 6: render reports/<date>.html and latest.html from what WORK holds
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
 	    --reports $(REPORTS) --date $(DATE)
 
-rollback: setup ## make the baseline champion again and regenerate the submission
+rollback: | $(READY) ## make the baseline of WORK champion again and regenerate the submission
 	$(STAGE) rollback -- $(JOB) jobs/rollback.py $(CFG) --baseline $(MODELS)/baseline \
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION)
 
-$(SYNTH_DATA)/dataset_description.json: | $(SETUP_STAMP)
-	$(STAGE) synth -- $(JOB) jobs/synth.py $(CFG) --out $(SYNTH_DATA)
+$(SYNTH_DATA)/dataset_description.json: | $(READY) $(if $(filter docker,$(RUNNER)),$(SYNTH_DATA))
+	$(STAGE) synth -- $(JOB_SYNTH) jobs/synth.py $(CFG) --out $(SYNTH_DATA)
 
-$(WINDOWS) $(SPLIT) &: $(wildcard $(DATA)/dataset_description.json) | $(SETUP_STAMP)
+$(WINDOWS) $(SPLIT) &: $(wildcard $(DATA)/dataset_description.json) | $(READY)
 	$(STAGE) windows -- $(JOB) jobs/windows.py $(CFG) --bids-root $(DATA) --out $(WINDOWS) \
 	    --split-out $(SPLIT)
 
@@ -85,22 +164,40 @@ $(FEATURES): $(WINDOWS)
 	$(STAGE) features -- $(JOB) jobs/features.py $(CFG) --windows $(WINDOWS) --out $@
 
 $(BASELINE): $(WINDOWS) $(SPLIT)
-	$(STAGE) train-baseline -- $(JOB) jobs/train.py $(CFG) --model baseline \
+	$(STAGE) train-baseline -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model baseline \
 	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
 
 $(HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
-	$(STAGE) train-hybrid -- $(JOB) jobs/train.py $(CFG) --model hybrid \
+	$(STAGE) train-hybrid -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model hybrid \
 	    --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) --out $(@D)
 
-$(COMPARISON): $(BASELINE) $(HYBRID)
+# Whatever trained: a failed hybrid leaves the baseline to compare, none leaves the champion.
+$(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
 	$(STAGE) compare -- $(JOB) jobs/compare.py $(CFG) --models $(MODELS) \
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION) --out $@ \
-	    --truth $(DATA)/derivatives/synth/truth.tsv
+	    --truth $(TRUTH)
+
+ifeq ($(RUNNER),docker)
+# docker mounts only folders that exist: create the outputs first, as the calling user.
+$(sort $(OUT_DIRS) $(SYNTH_DATA)):
+	mkdir -p $@
+endif
+
+## ---- Benchmarks ----
+BENCH_WORK ?= work/bench
+N ?= 41071
+
+bench-data: | $(READY) ## write the real-size benchmark cache: N (41,071) simulated windows
+	$(PY) bench/make_data.py --n $(N) --out $(BENCH_WORK)/windows.h5 \
+	    --split-out $(BENCH_WORK)/split.json
+
+bench: | $(READY) ## benchmark features, training and the chain; update docs/BENCHMARKS.md
+	$(PY) bench/run.py --work $(BENCH_WORK) $(if $(filter command line,$(origin N)),--n $(N))
 
 ## ---- Set-up and upkeep ----
 setup: $(SETUP_STAMP) ## create the virtualenv with pinned dependencies (.venv)
 
-$(SETUP_STAMP): requirements.txt pyproject.toml
+$(SETUP_STAMP): requirements.txt requirements-runtime.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -110,10 +207,10 @@ test-all: setup ## every test, slow ones included (GPU tests run when a GPU is v
 	$(PY) -m pytest -q -m "not gpu"
 
 lint: setup ## ruff on the code
-	$(PY) -m ruff check lib jobs tests
+	$(PY) -m ruff check lib jobs tests bench
 
-clean: ## delete the demo work folder and rendered reports (keeps data, submission, venv)
-	rm -rf work/demo $(REPORTS)/*.html
+clean: ## delete the demo work folder and rendered reports (keeps nights, data, submission, venv)
+	rm -rf $(DEMO_WORK) $(REPORTS)/*.html
 
 distclean: clean ## also delete the synthetic data, the submission and the virtualenv
 	rm -rf $(SYNTH_DATA) $(SUBMISSION) $(VENV) work

@@ -37,7 +37,7 @@ def _make(tmp: Path, *targets: str) -> subprocess.CompletedProcess[str]:
         "VENV": sys.prefix, "SETUP_STAMP": str(stamp), "SYNTH_DATA": str(tmp / "bids"),
         "WORK": str(tmp / "work"), "CONFIG": str(tmp / "tiny.toml"),
         "SUBMISSION": str(tmp / "submission"), "REPORTS": str(tmp / "reports"),
-        "DATE": "2026-01-02",
+        "DATE": "2026-01-02", "LOCK": str(tmp / "night.lock"),
     }
     command = ["make", "-C", str(REPO), *targets, *[f"{k}={v}" for k, v in variables.items()]]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)

@@ -2,7 +2,8 @@
 
 ``build_report_context`` gathers what the night's stages left in the work folder
 (``comparison.json``, ``models/<name>/history.jsonl`` and ``model.json``,
-``status/<stage>.json``) together with the window-cache summary and the environment;
+``status/<stage>.json``, and ``preflight/status/<job>.json`` when the preflight failed)
+together with the window-cache summary and the environment;
 ``render_report`` turns it into ``<reports>/<date>.html`` and ``<reports>/latest.html``.
 
 Any input may be missing or malformed: that costs its section a visible
@@ -31,11 +32,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from overnight.atomic import read_json_lines, write_text
+from overnight.runner import STAGE_ORDER
 
 log = logging.getLogger(__name__)
 
-STAGE_ORDER = ("synth", "windows", "features", "train-baseline", "train-hybrid", "compare",
-               "report")  # the chain, top to bottom in the timeline
 TEMPLATE = "report.html.j2"
 CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "curves", "scatter", "subjects",
                 "timeline", "data", "environment")
@@ -91,6 +91,8 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
     comparison, comparison_note = _load_comparison(work_dir / "comparison.json")
     runs = _load_runs(work_dir / "models")
     stages = _load_stages(work_dir / "status")
+    preflight = [s for s in _load_stages(work_dir / "preflight" / "status")
+                 if s["status"] == "failed"]
     rows = _table_rows(comparison, runs)
     colors = _palette([r["name"] for r in rows if r["kind"] != "reference"] + sorted(runs))
     validation = comparison.get("validation") if comparison else None
@@ -98,7 +100,8 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
     return {
         "generated": datetime.now().isoformat(timespec="seconds"),
         "work_dir": str(work_dir),
-        "banner": _banner(comparison, comparison_note, rows, stages, timeline.get("total_s")),
+        "banner": _banner(comparison, comparison_note, rows, stages, timeline.get("total_s"),
+                          preflight),
         "table": _guarded("table", lambda: _table_section(comparison, comparison_note, rows)),
         "curves": _guarded("curves", lambda: _curves_section(runs, rows, colors)),
         "scatter": _guarded("scatter", lambda: _scatter_section(validation, comparison_note,
@@ -206,7 +209,8 @@ def _load_stages(status_dir: Path) -> list[dict[str, Any]]:
         if not isinstance(raw, dict):
             stages.append({"stage": path.stem, "status": "unreadable", "start": None,
                            "end": None, "seconds": None, "exit_code": None, "log": None,
-                           "reused": False, "note": note or "not a JSON object"})
+                           "error": None, "reused": False,
+                           "note": note or "not a JSON object"})
             continue
         start, end = _parse_time(raw.get("start")), _parse_time(raw.get("end"))
         seconds = _number(raw.get("seconds"))
@@ -216,6 +220,7 @@ def _load_stages(status_dir: Path) -> list[dict[str, Any]]:
                        "status": str(raw.get("status", "unknown")), "start": start, "end": end,
                        "seconds": seconds, "exit_code": raw.get("exit_code"),
                        "log": raw.get("log"), "reused": raw.get("reused") is True,
+                       "error": None if raw.get("error") is None else str(raw["error"]),
                        "note": None})
     rank = {name: i for i, name in enumerate(STAGE_ORDER)}
     return sorted(stages, key=lambda s: (rank.get(s["stage"], len(rank)), s["stage"]))
@@ -234,8 +239,13 @@ def _guarded(section: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any
 
 
 def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dict[str, Any]],
-            stages: list[dict[str, Any]], total_s: float | None) -> dict[str, Any]:
-    """The decision, and everything that went wrong tonight (red when anything did)."""
+            stages: list[dict[str, Any]], total_s: float | None,
+            preflight: list[dict[str, Any]]) -> dict[str, Any]:
+    """The decision, and everything that went wrong tonight (red when anything did).
+
+    A failed preflight (``preflight`` lists its failed jobs) and a night where every model
+    failed say so in the headline: in both, the champion was not touched.
+    """
     problems = []
     if comparison is None:
         problems.append(f"comparison not available: {comparison_note}")
@@ -249,13 +259,23 @@ def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dic
     failed = [s for s in stages if s["status"] == "failed"]
     decision = comparison.get("decision") if comparison else None
     headline, reason, promoted = _decision_text(decision)
-    state = "promoted" if promoted else "kept"
-    if failed or problems:
-        state = "failed"
     models = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]
+    training_failed = any(s["stage"].startswith("train-") for s in failed)
+    if preflight:
+        headline = "Preflight failed: the night stopped before the long stages"
+        reason = ("No model was trained and the champion is untouched. Fix the job below and "
+                  "rerun make overnight.")
+    elif not models and (comparison is not None or training_failed):
+        headline = "Every model failed: the champion stays"
+        previous = decision.get("previous") if decision else None
+        if isinstance(previous, dict) and previous.get("model") is not None:
+            headline += f" ({previous['model']})"
+    state = "promoted" if promoted else "kept"
+    if failed or problems or preflight:
+        state = "failed"
     split = comparison.get("split") if comparison else None
     return {"state": state, "headline": headline, "reason": reason, "failed": failed,
-            "problems": problems, "total_s": total_s,
+            "preflight": preflight, "problems": problems, "total_s": total_s,
             "best": min(models, key=lambda r: r["nrmse"]) if models else None,
             "champion": _first(rows, "champion"), "mean": _first(rows, "reference"),
             "split": {key: _number(value) for key, value in (split or {}).items()}}

@@ -1,66 +1,161 @@
 """Runs one stage of the chain: its command, its log, its status record.
 
-The command is whatever the Makefile's ``JOB`` prefix makes of the job (a local
-Python today, a container later); the runner only times it, tees its output into
-``<work>/logs/<stage>.log`` and writes ``<work>/status/<stage>.json``.
+The command is whatever the Makefile's ``JOB`` prefix makes of the job (a local Python, or
+``docker run ... python`` with ``RUNNER=docker``); the runner only times it, copies its
+output to our stdout and, each line stamped with the time, into ``<work>/logs/<stage>.log``,
+and writes ``<work>/status/<stage>.json``: start, end, seconds, exit code and, when it
+failed, the error line read from its output (the exception, not make's echo of it).
+
+Standard library only: it runs on the host, also when the jobs run in containers.
 """
 
 from __future__ import annotations
 
+import collections
+import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from overnight import atomic
 
+BANNER = "=" * 78
+STAGE_ORDER = ("synth", "preflight", "windows", "features", "train-baseline", "train-hybrid",
+               "compare", "report")  # the chain, top to bottom
+_TAIL_LINES = 200  # lines of output kept to find the error of a failed stage
+# "ValueError: ...", "torch.OutOfMemoryError: ...", "numba.core.errors.TypingError: ..."
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|"
+                         r"Interrupt|Fault)\b:?.*")
+_STAMPED = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
+_MAKE_LINE = re.compile(r"^make(\[\d+\])?: ")  # make's own "*** [...] Error 1" and the like
+_LOG_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \w+\s+\S+: ")  # cli.setup
+# What docker's own exit codes mean, and the fix (its containers' codes pass through).
+_DOCKER_HINTS = {
+    125: "docker could not start the container: is the image built (make image) and the "
+         "daemon running?",
+    126: "docker could not run the command inside the container",
+    127: "docker found no such command inside the container",
+}
+
 
 def run_stage(stage: str, command: list[str], work_dir: Path) -> int:
-    """Run ``command`` as stage ``stage``; return its exit code."""
+    """Run ``command`` as stage ``stage``; return its exit code.
+
+    Parameters
+    ----------
+    stage : str
+        The stage's name: names ``logs/<stage>.log`` and ``status/<stage>.json``.
+    command : list of str
+        The command and its arguments.
+    work_dir : Path
+        The night's folder.
+
+    Returns
+    -------
+    int
+        The command's exit code; 127 when it cannot be started.
+
+    Raises
+    ------
+    ValueError
+        An empty command or a stage name that is not a plain file name.
+    """
     if not command:
         raise ValueError("run_stage needs a command to run")
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", stage):
+        raise ValueError(f"stage={stage!r}: expected a plain name such as 'train-hybrid'")
     log_path = work_dir / "logs" / f"{stage}.log"
     status_path = work_dir / "status" / f"{stage}.json"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     status: dict[str, Any] = {
-        "stage": stage, "status": "running", "start": _iso(started), "end": None,
-        "seconds": None, "exit_code": None, "command": command,
+        "stage": stage, "status": "running", "start": timestamp(started), "end": None,
+        "seconds": None, "exit_code": None, "error": None, "command": command,
         "log": str(log_path.relative_to(work_dir)),
     }
     atomic.write_json(status_path, status)
     with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"==== {_iso(started)} stage {stage} started: {' '.join(command)}\n")
-        log.flush()
-        exit_code = _tee(command, log)
+        _banner(log, f"{timestamp(started)}  stage {stage} started",
+                f"command: {' '.join(command)}")
+        exit_code, tail = _tee(command, log)
         ended = time.time()
-        log.write(f"==== {_iso(ended)} stage {stage} exited {exit_code} "
-                  f"after {ended - started:.1f} s\n")
-    status.update(status="ok" if exit_code == 0 else "failed", end=_iso(ended),
-                  seconds=round(ended - started, 2), exit_code=exit_code)
+        error = None if exit_code == 0 else _error_line(tail, command, exit_code)
+        verdict = "ok" if exit_code == 0 else f"FAILED, exit code {exit_code}"
+        _banner(log, f"{timestamp(ended)}  stage {stage} {verdict} after {ended - started:.1f} s",
+                *([f"error: {error}"] if error else []))
+    status.update(status="ok" if exit_code == 0 else "failed", end=timestamp(ended),
+                  seconds=round(ended - started, 2), exit_code=exit_code, error=error)
     atomic.write_json(status_path, status)
     return exit_code
 
 
-def _tee(command: list[str], log: Any) -> int:
-    """Copy the command's output, line by line, to our stdout and to the log."""
+def _tee(command: list[str], log: TextIO) -> tuple[int, list[str]]:
+    """Copy the command's output, line by line, to our stdout and (time-stamped) to the log.
+
+    Returns the exit code and the last lines of output. A carriage return (a progress bar
+    redrawing) ends a line too, so every update of a bar is a line of its own in the log.
+    """
+    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1, errors="replace")
     except OSError as exc:
-        message = f"cannot start {command[0]!r}: {exc}\n"
-        sys.stdout.write(message)
-        log.write(message)
-        return 127
+        message = f"cannot start {command[0]!r}: {exc}"
+        if command[0] == "docker":
+            message += " (install Docker, or run with RUNNER=local)"
+        _write(log, message + "\n")
+        return 127, [message]
     assert proc.stdout is not None  # guaranteed by stdout=PIPE
     for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        log.write(line)
-        log.flush()
-    return proc.wait()
+        _write(log, line)
+        tail.append(line.rstrip("\n"))
+    return proc.wait(), list(tail)
 
 
-def _iso(t: float) -> str:
+def _write(log: TextIO, line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+    log.write(stamped(line))
+    log.flush()
+
+
+def stamped(line: str) -> str:
+    """``line`` led by the time of day, unless it starts with a date and time already (the
+    jobs' logging lines do)."""
+    return line if _STAMPED.match(line) else time.strftime("%H:%M:%S ") + line
+
+
+def _banner(log: TextIO, *lines: str) -> None:
+    log.write("\n".join([BANNER, *lines, BANNER]) + "\n")
+    log.flush()
+
+
+def _error_line(tail: list[str], command: list[str], exit_code: int) -> str:
+    """The line that says what went wrong: the last exception, else the last output line."""
+    lines = [_LOG_PREFIX.sub("", line.strip()) for line in tail
+             if line.strip() and not _MAKE_LINE.match(line)]
+    for text in reversed(lines):
+        if _ERROR_LINE.match(text):
+            return text
+    hint = _DOCKER_HINTS.get(exit_code) if command[0] == "docker" else None
+    if hint:
+        return hint
+    return lines[-1] if lines else f"exit code {exit_code}, no output"
+
+
+def timestamp(t: float) -> str:
+    """Local time as ``YYYY-MM-DDTHH:MM:SS``, as every status record writes it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path`` (a status record, night.json, ...); None when the file is
+    missing, unreadable or holds something else."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Shared by docker/Dockerfile.*: install the project into the base image's Python and add
+# the non-root user. The GPU images keep the torch they came with (ROCm or CUDA build):
+# requirements-runtime.txt has no torch, and the build fails if the version changed.
+# --cpu-torch installs the CPU wheel of the torch that requirements.txt pins.
+set -eu
+
+apt-get update
+# git: every output records the checkout's commit (overnight.provenance.code_version)
+apt-get install --yes --no-install-recommends git
+rm -rf /var/lib/apt/lists/*
+
+if [ "${1:-}" = "--cpu-torch" ]; then
+    python -m pip install "$(grep '^torch==' requirements.txt)" \
+        --index-url https://download.pytorch.org/whl/cpu
+fi
+torch_before=$(python -c 'import torch; print(torch.__version__)')
+python -m pip install -r requirements-runtime.txt
+python -m pip install --no-deps .
+torch_after=$(python -c 'import torch; print(torch.__version__)')
+if [ "$torch_before" != "$torch_after" ]; then
+    echo "torch changed from $torch_before to $torch_after: the base image's build was replaced" >&2
+    exit 1
+fi
+python -c 'import torch, overnight.training; print("torch", torch.__version__, "hip", torch.version.hip, "cuda", torch.version.cuda)'
+
+# the image's own user; the runner replaces it with the caller's --user at run time
+groupadd --gid 10001 overnight
+useradd --uid 10001 --gid 10001 --no-log-init --create-home --shell /usr/sbin/nologin \
+    overnight

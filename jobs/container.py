@@ -1,0 +1,44 @@
+"""The docker runner for the Makefile: print the job prefix, or check that it can run.
+
+    python jobs/container.py prefix --gpu amd --image overnight:rocm --ro DATA --rw WORK ...
+    python jobs/container.py check --gpu amd --image overnight:rocm
+
+``prefix`` prints the ``docker run ... python`` words (shell-quoted) that go in front of a
+job; it runs nothing, so ``make -n`` can show it. ``check`` exits 1 with the fix when docker,
+its daemon, the image or the GPU devices are missing. Standard library only (host side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from overnight.container import GPU_KINDS, check_docker, docker_prefix, shell_words
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("prefix", "check"))
+    parser.add_argument("--gpu", required=True, choices=GPU_KINDS, help="GPU kind")
+    parser.add_argument("--image", required=True, help="image to run, e.g. overnight:rocm")
+    parser.add_argument("--repo", type=Path, default=Path.cwd(),
+                        help="the checkout (default: the current folder)")
+    parser.add_argument("--ro", action="append", default=[], metavar="PATH",
+                        help="mount read-only (repeatable): the input data")
+    parser.add_argument("--rw", action="append", default=[], metavar="PATH",
+                        help="mount read-write (repeatable): the night folder, reports, ...")
+    args = parser.parse_args(argv)
+    if args.action == "check":
+        problem = check_docker(args.image, args.gpu)
+        if problem:
+            print(f"RUNNER=docker: {problem}", file=sys.stderr)
+            return 1
+        print(f"RUNNER=docker: docker and image {args.image} ready (GPU={args.gpu})")
+        return 0
+    print(shell_words(docker_prefix(args.gpu, args.image, args.repo, args.ro, args.rw)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""Faults, through the real Makefile on a tiny synthetic dataset: a broken job caught by the
+preflight, SIGKILL in the middle of the features stage and of training, two overlapping
+starts. After each, the champion is byte-identical unless the gate promoted."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import pytest
+
+from overnight import atomic
+from overnight.promotion import compare_and_promote
+
+REPO = Path(__file__).resolve().parents[1]
+DATE = "2026-01-02"
+CONFIG = """
+[windows]
+val_fraction = 0.34
+[train]
+max_epochs = 4
+patience = 4
+n_filters = 8
+batch_size = 32
+device = "cpu"
+"""
+H5_DATASETS = {"windows.h5": {"eeg", "rt", "subject", "run", "trial"},
+               "features.h5": {"features"}}
+
+
+@pytest.fixture(scope="module")
+def champion(tiny_night, tmp_path_factory) -> Path:
+    """A submission folder with a champion (the best of the session's tiny models)."""
+    folder = tmp_path_factory.mktemp("champion") / "submission"
+    compare_and_promote(tiny_night.models, tiny_night.windows, tiny_night.split, folder,
+                        folder.parent / "comparison.json", 0.01)
+    return folder
+
+
+@pytest.fixture
+def setup(tmp_path, tiny_data, champion) -> dict[str, str]:
+    """The environment of a night in tmp_path (the Makefile reads its settings from it)."""
+    shutil.copytree(champion, tmp_path / "submission")
+    (tmp_path / "night.toml").write_text(CONFIG)
+    (tmp_path / "setup-done").touch()
+    return {**os.environ, "VENV": sys.prefix, "SETUP_STAMP": str(tmp_path / "setup-done"),
+            "DATA": str(tiny_data.bids_root), "CONFIG": str(tmp_path / "night.toml"),
+            "SUBMISSION": str(tmp_path / "submission"), "REPORTS": str(tmp_path / "reports"),
+            "RUNS": str(tmp_path / "runs"), "DATE": DATE, "PREFLIGHT_SUBJECTS": "2"}
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {p.name: atomic.sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _start(env: dict[str, str], exit_file: Path) -> subprocess.Popen[str]:
+    """make overnight in its own process group, so a SIGKILL takes the whole chain."""
+    log = open(exit_file.with_suffix(".log"), "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(["make", "-C", str(REPO), "overnight",
+                             f"NIGHT_EXIT_FILE={exit_file}"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], what: str,
+              timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert proc.poll() is None, f"the night ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.05)
+
+
+def _running(night: Path, stage: str, log_text: str) -> Callable[[], bool]:
+    """True once the stage is marked running and its job has logged ``log_text``."""
+    def check() -> bool:
+        status = night / "status" / f"{stage}.json"
+        log = night / "logs" / f"{stage}.log"
+        return (status.exists() and '"running"' in status.read_text()
+                and log.exists() and log_text in log.read_text())
+    return check
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def _banner(html: str) -> str:
+    return html[html.index("<header"):html.index("</header>")]
+
+
+def test_preflight_catches_a_broken_job_and_leaves_the_champion(setup, tmp_path):
+    env = {**setup, "JOB": f"{sys.executable} tests/fault_shim.py",
+           "OVERNIGHT_FAULT": "hybrid-first-batch"}
+    before = _files(tmp_path / "submission")
+    started = time.monotonic()
+    proc = subprocess.run(["make", "-C", str(REPO), "overnight",
+                           f"NIGHT_EXIT_FILE={tmp_path / 'code'}"], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    seconds = time.monotonic() - started
+
+    assert (tmp_path / "code").read_text() == "2\n", proc.stdout[-3000:]
+    assert seconds < 120  # the preflight's budget is about a minute; the report adds seconds
+    night = tmp_path / "runs" / DATE
+    preflight = json.loads((night / "status" / "preflight.json").read_text())
+    assert preflight["status"] == "failed"
+    assert preflight["error"] == "RuntimeError: injected fault: the hybrid raises on its " \
+                                 "first batch"
+    assert not (night / "windows.h5").exists()  # the long stages never started
+    assert _files(tmp_path / "submission") == before
+    banner = _banner((tmp_path / "reports" / f"{DATE}.html").read_text())
+    assert 'class="banner failed"' in banner and "Preflight failed" in banner
+    assert "train-hybrid" in banner and "injected fault" in banner
+    assert "champion is untouched" in banner
+    outcome = json.loads((night / "night.json").read_text())
+    assert outcome["exit_code"] == 2 and "preflight failed" in outcome["outcome"]
+
+
+def test_killed_twice_the_night_resumes_and_completes(setup, tmp_path):
+    night = tmp_path / "runs" / DATE
+    before = _files(tmp_path / "submission")
+
+    # 1. start; a second start while it runs exits at once with the lock message
+    first = _start(setup, tmp_path / "first")
+    _wait_for(lambda: (night / "status" / "preflight.json").exists(), first, "preflight")
+    second = subprocess.run(["make", "-C", str(REPO), "overnight",
+                             f"NIGHT_EXIT_FILE={tmp_path / 'second'}"], env=setup,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (tmp_path / "second").read_text() == "75\n"
+    assert "another night is running" in second.stdout
+    # ... and the first goes on: kill it in the middle of the features stage
+    _wait_for(_running(night, "features", "config:"), first, "features")
+    _kill(first)
+    assert not (night / "features.h5").exists()
+
+    # 2. rerun: features again, then kill it in the middle of training the hybrid (make
+    #    trained the baseline before the features stage, so it is done and stays done)
+    baseline_status = (night / "status" / "train-baseline.json").read_text()
+    rerun = _start(setup, tmp_path / "rerun")
+    hybrid = night / "models" / "hybrid"
+    _wait_for(lambda: (hybrid / "history.jsonl").exists(), rerun, "a trained hybrid epoch")
+    _kill(rerun)
+    assert not (hybrid / "model.json").exists()
+    assert json.loads((night / "status" / "train-hybrid.json").read_text())["status"] \
+        == "running"
+
+    # 3. the next start, as cron makes it, completes the night and mails nothing
+    cron = subprocess.run(["bash", "-c", f"cd {REPO} && scripts/cron-night.sh"], env=setup,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert cron.returncode == 0, cron.stdout[-3000:]
+    assert cron.stdout == ""
+
+    record = json.loads((night / "night.json").read_text())
+    assert record["exit_code"] == 0 and len(record["attempts"]) == 3
+    for stage in ("preflight", "windows", "features", "train-baseline", "train-hybrid",
+                  "compare", "report"):
+        assert json.loads((night / "status" / f"{stage}.json").read_text())["status"] == "ok"
+    assert (night / "status" / "train-baseline.json").read_text() == baseline_status
+    epochs = [row["epoch"] for row in atomic.read_json_lines(hybrid / "history.jsonl")]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 4  # resumed, not restarted
+    for folder in (night, night / "preflight"):
+        for name, datasets in H5_DATASETS.items():
+            with h5py.File(folder / name, "r") as h5:
+                assert datasets <= set(h5), (folder / name, set(h5))
+                assert h5[next(iter(datasets))].shape[0] > 0
+    assert not list(night.rglob("*.tmp"))
+
+    decision = json.loads((night / "comparison.json").read_text())["decision"]
+    after = _files(tmp_path / "submission")
+    if decision["promoted"]:
+        champion = json.loads((tmp_path / "submission" / "champion.json").read_text())
+        assert champion["model"] == decision["model"]
+        assert {name: after[name] for name in champion["files"]} == champion["files"]
+    else:
+        assert after == before
+    assert re.search(r"night 2026-01-02 in \S+: attempt 3", (night / "night.log").read_text())
