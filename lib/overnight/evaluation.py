@@ -82,14 +82,6 @@ def load_trained_model(model_dir: Path, device: str | torch.device = "cpu") -> t
     return model.to(device).eval(), meta
 
 
-def per_subject_rmse(subjects: Sequence[str], y_true: np.ndarray,
-                     y_pred: np.ndarray) -> dict[str, float]:
-    """RMSE in seconds for each validation subject."""
-    subjects = np.asarray(subjects)
-    return {str(s): rmse(y_true[subjects == s], y_pred[subjects == s])
-            for s in np.unique(subjects)}
-
-
 def floor_predictions(truth_tsv: Path, subjects: Sequence[str], runs: Sequence[int],
                       trials: Sequence[int]) -> np.ndarray | None:
     """The synthetic generator's encoded RT for each window, or None when unknown.
