@@ -311,6 +311,12 @@ def chain(work: Path, windows: Path, split: Path, config: Path,
     return result
 
 
+def _placement(training: dict[str, Any]) -> str:
+    if not training["data_on_device"]:
+        return "streamed from HDF5"
+    return "in memory" if training["device"] == "cpu" else "on the device"
+
+
 def _cached_size(windows: Path) -> int | None:
     """Windows in an existing bench cache (with its split), or None."""
     if not (windows.exists() and windows.with_name("split.json").exists()):
@@ -421,7 +427,7 @@ def render_section(key: str, r: dict[str, Any]) -> str:
         f"{f['seconds']:.1f} s ({feat_wall_rate:,.0f} windows/s) | | | "
         f"{f['peak_rss_gb']:.2f} GB |",
         f"| baseline training loop ({t['precision']}, batch {t['batch_size']}, data "
-        f"{'on the device' if t['data_on_device'] else 'streamed'}) | {t['windows_per_s']:,} "
+        f"{_placement(t)}) | {t['windows_per_s']:,} "
         f"windows/s | DataLoader, batch 32, 4 workers, fp32: {tr['windows_per_s']:,} windows/s "
         f"| {t['windows_per_s'] / tr['windows_per_s']:,.1f}x | |",
     ]
