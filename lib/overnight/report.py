@@ -425,11 +425,9 @@ def _timeline_section(stages: list[dict[str, Any]]) -> dict[str, Any]:
     if not stages:
         return {"note": "no stage status files (status/<stage>.json) found", "total_s": None}
     starts = [s["start"] for s in stages if s["start"]]
-    ends = [_stage_end(s) for s in stages if s["start"]]
-    if starts:
-        total_s = (max(ends) - min(starts)).total_seconds()
-    else:
-        total_s = sum(s["seconds"] or 0.0 for s in stages) or None
+    # The stages' own durations, not first start to last end: a rerun that reuses stages
+    # finished hours earlier must not look like a night that took hours.
+    total_s = sum(s["seconds"] or 0.0 for s in stages) or None
     return {"note": None, "stages": stages, "total_s": total_s,
             "plot": _plot_timeline(stages) if starts else None}
 
