@@ -141,11 +141,13 @@ def test_a_nan_model_is_never_promoted(tiny_night, tmp_path):
 
 def test_failed_check_leaves_the_champion_untouched(tiny_night, tmp_path):
     submission = tmp_path / "submission"
+    (submission / ".staging-killed").mkdir(parents=True)  # left by a run killed mid-install
     val = _val(tiny_night)
     model, _ = load_trained_model(tiny_night.models / "baseline")
     expected = predict(model, val.eeg)
     install(tiny_night.models / "baseline", submission, val.eeg, expected, val.sfreq_hz,
             {"model": "baseline", "nrmse": 0.9})
+    assert not (submission / ".staging-killed").exists()
     before = {p.name: p.read_bytes() for p in submission.iterdir()}
     with pytest.raises(RuntimeError):
         install(tiny_night.models / "hybrid", submission, val.eeg, expected + 1.0,

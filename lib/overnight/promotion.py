@@ -276,6 +276,8 @@ def install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
     full record written to ``champion.json``.
     """
     submission_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in submission_dir.glob(".staging-*"):  # from a run killed mid-install
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=submission_dir))
     try:
         files = build_submission(model_dir, staging)
