@@ -32,7 +32,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from overnight.atomic import read_json_lines, write_text
-from overnight.runner import STAGE_ORDER
+from overnight.runner import STAGE_ORDER, duration_text
 
 log = logging.getLogger(__name__)
 
@@ -573,7 +573,7 @@ def _plot_timeline(stages: list[dict[str, Any]]) -> str:
         ax.barh(y, width, left=left, height=0.6, color=color,
                 alpha=0.45 if stage["reused"] else 1.0, hatch="///" if stage["reused"] else None,
                 edgecolor=color)
-        text = _duration(stage["seconds"]) + (" (reused)" if stage["reused"] else "")
+        text = duration_text(stage["seconds"]) + (" (reused)" if stage["reused"] else "")
         if stage["status"] != "ok":
             text += f" {stage['status']}"
         ax.text(left + width + span_min / 100, y, _label(text), va="center", fontsize=8)
@@ -660,20 +660,6 @@ def _parse_time(value: Any) -> datetime | None:
     return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def _duration(seconds: float | None) -> str:
-    """``41 s``, ``2 min 05 s``, ``1 h 02 min``; an em dash when unknown."""
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def _fixed(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -695,6 +681,6 @@ def _jinja_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES_DIR), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters.update(duration=_duration, fixed=_fixed, count=_count, percent=_percent,
+    env.filters.update(duration=duration_text, fixed=_fixed, count=_count, percent=_percent,
                        clock=_clock)
     return env

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from overnight.night import NIGHT_LOG, NIGHT_RECORD
-from overnight.runner import STAGE_ORDER, read_record
+from overnight.runner import STAGE_ORDER, duration_text, read_record
 
 LAST_LINES = 8  # log lines shown under the running (or last) stage
 MAX_LINE_CHARS = 160  # longer log lines (a whole config) are cut in the summary
@@ -98,7 +98,7 @@ def format_status(status: dict[str, Any], gpu: str | None = None) -> str:
     current = status["current"]
     if current:
         verb = "running" if current.get("status") == "running" else "last stage"
-        out.append(f"  {verb}: {current.get('stage')} for {_clock(status['elapsed_s'])}")
+        out.append(f"  {verb}: {current.get('stage')} for {duration_text(status['elapsed_s'])}")
         if status["progress"]:
             out.append(f"  progress: {status['progress']}")
     if gpu:
@@ -197,10 +197,3 @@ def _elapsed(stage: dict[str, Any], now: float) -> float | None:
 def _cut(line: str) -> str:
     return line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS - 1] + "…"
 
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
