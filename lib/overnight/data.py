@@ -32,6 +32,7 @@ from overnight.bids import EEG_FORMATS, TASK, events_path, read_events
 from overnight.channels import CH_NAMES, N_CHANS
 from overnight.config import WindowsConfig
 from overnight.provenance import code_version
+from overnight.validation import as_path
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def find_recordings(bids_root: str | os.PathLike[str]) -> list[Recording]:
     FileNotFoundError
         ``bids_root`` is not a directory, or holds no CCD recording.
     """
-    root = _as_path(bids_root, "bids_root")
+    root = as_path(bids_root, "bids_root")
     if not root.is_dir():
         raise FileNotFoundError(f"bids_root={str(root)!r}: not a directory")
     by_run: dict[tuple[str, int], Path] = {}
@@ -363,8 +364,8 @@ def build_window_cache(bids_root: str | os.PathLike[str], out_path: str | os.Pat
     """
     t0 = time.perf_counter()
     _check_windows_config(cfg)
-    root = _as_path(bids_root, "bids_root").resolve()
-    out = _as_path(out_path, "out_path")
+    root = as_path(bids_root, "bids_root").resolve()
+    out = as_path(out_path, "out_path")
     recordings = find_recordings(root)
     items: Iterable[Recording] = recordings
     if progress:
@@ -413,7 +414,7 @@ def write_cache_from_chunks(out_path: str | os.PathLike[str],
     chunk; the file is written atomically. Returns the number of windows.
     """
     n_times = _window_n_times(cfg)
-    out = _as_path(out_path, "out_path")
+    out = as_path(out_path, "out_path")
     with atomic_path(out, suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
         _create_datasets(h5, n_times)
         for chunk in chunks:
@@ -564,7 +565,7 @@ def write_split(cache_path: str | os.PathLike[str], split_path: str | os.PathLik
         subjects = list(h5["subject"].asstr()[()])
     split = make_split(subjects, cfg.val_fraction, cfg.split_seed)
     split["cache"] = cache_identity(cache)
-    write_json(_as_path(split_path, "split_path"), split)
+    write_json(as_path(split_path, "split_path"), split)
     return split
 
 
@@ -689,14 +690,8 @@ def cache_summary(cache_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- validation
 
-def _as_path(value: Any, name: str) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name}={value!r}: expected a path (str or os.PathLike)")
-    return Path(value)
-
-
 def _existing(value: Any, name: str) -> Path:
-    path = _as_path(value, name)
+    path = as_path(value, name)
     if not path.is_file():
         raise FileNotFoundError(f"{name}={str(path)!r}: no such file")
     return path

@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 
 from overnight.atomic import read_json_lines, write_text
 from overnight.runner import STAGE_ORDER, duration_text
+from overnight.validation import as_path
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
     TypeError
         An argument of the wrong type.
     """
-    work_dir = _as_path(work_dir, "work_dir")
+    work_dir = as_path(work_dir, "work_dir")
     if cache_summary is not None and not isinstance(cache_summary, dict):
         raise TypeError(f"cache_summary must be a dict or None, got {type(cache_summary).__name__}")
     if not isinstance(environment, dict):
@@ -145,7 +146,7 @@ def render_report(context: dict[str, Any], reports_dir: str | os.PathLike[str],
     if missing:
         raise ValueError(f"context lacks section(s) {missing}; build it with "
                          f"build_report_context (sections: {list(CONTEXT_KEYS)})")
-    reports_dir = _as_path(reports_dir, "reports_dir")
+    reports_dir = as_path(reports_dir, "reports_dir")
     _check_date(date)
     html = _jinja_environment().get_template(TEMPLATE).render(ctx=context, date=date)
     target = reports_dir / f"{date}.html"
@@ -618,12 +619,6 @@ def _label(text: Any, max_chars: int = _MAX_LABEL_CHARS) -> str:
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def _as_path(value: Any, name: str) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or path-like, got {type(value).__name__}")
-    return Path(value)
 
 
 def _check_date(date: Any) -> None:
