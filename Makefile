@@ -14,7 +14,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYNTH_DATA ?= data/synthetic
 DATA ?= $(SYNTH_DATA)
-TRUTH ?= $(DATA)/derivatives/synth/truth.tsv
+# A synthetic tree's truth.tsv adds the floor row to the comparison; only the demo sets it.
+TRUTH ?=
 CONFIG ?= configs/demo.toml
 SUBMISSION ?= submission
 REPORTS ?= reports
@@ -46,7 +47,7 @@ $(if $(filter $(GPU),amd nvidia none),,$(error GPU=$(GPU): expected amd, nvidia 
 ifeq ($(RUNNER),docker)
 # The chain's own tools (stage runner, night driver, status) need only the standard
 # library: a docker night needs no virtualenv on the host.
-HOST_PY := PYTHONPATH=lib $(PYTHON)
+HOST_PY := PYTHONPATH=lib$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON)
 OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) .numba_cache
 READY := $(OUT_DIRS)
 CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
@@ -64,6 +65,7 @@ JOB ?= $(PY)
 JOB_SYNTH = $(JOB)
 endif
 
+# The night folder's files (lib/overnight/layout.py names the same paths for the code).
 WINDOWS := $(WORK)/windows.h5
 SPLIT := $(WORK)/split.json
 FEATURES := $(WORK)/features.h5
@@ -71,14 +73,18 @@ MODELS := $(WORK)/models
 BASELINE := $(MODELS)/baseline/model.json
 HYBRID := $(MODELS)/hybrid/model.json
 COMPARISON := $(WORK)/comparison.json
-PREFLIGHT := $(WORK)/preflight
 STAGE = $(HOST_PY) jobs/run_stage.py --work $(WORK)
 CFG = --config $(CONFIG)
 DRY_RUN := $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
+# The night driver: it holds the lock and makes each stage's target in turn.
+NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) \
+        --reports $(REPORTS) --data $(DATA) --submission $(SUBMISSION) \
+        --preflight-subjects $(PREFLIGHT_SUBJECTS) --make "$(MAKE) --no-print-directory" \
+        --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh)
 
-.PHONY: help setup demo synth overnight preflight device windows features train-baseline \
-        train-hybrid models compare report rollback image status logs install-cron test \
-        test-all lint clean distclean bench bench-data
+.PHONY: help setup demo synth overnight night-command ready preflight device windows features \
+        train-baseline train-hybrid models compare report rollback image status logs \
+        install-cron test test-all lint clean distclean bench bench-data
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -90,7 +96,8 @@ help: ## list the targets
 
 ## ---- Start here ----
 demo: setup ## set up, make the synthetic dataset and run the whole chain in work/demo (CPU)
-	+$(MAKE) --no-print-directory synth overnight WORK=$(DEMO_WORK)
+	+$(MAKE) --no-print-directory synth overnight WORK=$(DEMO_WORK) \
+	    TRUTH=$(SYNTH_DATA)/derivatives/synth/truth.tsv
 
 test: setup ## lint and run the default test suite (no GPU, no slow tests)
 	$(PY) -m ruff check lib jobs tests bench
@@ -98,22 +105,15 @@ test: setup ## lint and run the default test suite (no GPU, no slow tests)
 
 ## ---- Every night ----
 overnight: | $(READY) ## tonight's chain in WORK (runs/<date>): preflight, stages, report; resumes
-	+$(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) \
-	    --reports $(REPORTS) --make "$(MAKE) --no-print-directory" --runner $(RUNNER) \
-	    $(if $(FRESH),--fresh) $(if $(NIGHT_EXIT_FILE),--exit-file $(NIGHT_EXIT_FILE)) $(DRY_RUN)
+	+$(NIGHT) $(DRY_RUN)
 
 preflight: | $(READY) ## every job on a slice of DATA, one epoch, in <WORK>/preflight (~1 min)
-	rm -rf $(PREFLIGHT)
-ifeq ($(RUNNER),docker)
-	$(HOST_PY) jobs/container.py check --gpu $(GPU) --image $(IMAGE)
-endif
-	$(HOST_PY) jobs/preflight_slice.py --bids-root $(DATA) --out $(PREFLIGHT)/bids \
-	    --subjects $(PREFLIGHT_SUBJECTS)
-	mkdir -p $(PREFLIGHT)/submission $(PREFLIGHT)/reports
-	if [ -f $(SUBMISSION)/champion.json ]; then cp -pR $(SUBMISSION)/. $(PREFLIGHT)/submission/; fi
-	$(MAKE) --no-print-directory device models compare report WORK=$(PREFLIGHT) \
-	    DATA=$(PREFLIGHT)/bids EXTRA_RO=$(abspath $(DATA)) SUBMISSION=$(PREFLIGHT)/submission \
-	    REPORTS=$(PREFLIGHT)/reports TRAIN_SET="--set train.max_epochs=1 --set train.patience=1"
+	+$(NIGHT) --preflight-only $(DRY_RUN)
+
+night-command: ## print the night driver's command (cron-night.sh runs it, for its exit code)
+	@echo '$(NIGHT)'
+
+ready: | $(READY) ## create what a night needs before it starts (the virtualenv or the folders)
 
 image: ## build the container image for GPU=amd|nvidia|none from docker/Dockerfile.<flavour>
 	docker build --file docker/Dockerfile.$(FLAVOUR) --tag $(IMAGE) .
@@ -175,7 +175,7 @@ $(HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
 $(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
 	$(STAGE) compare -- $(JOB) jobs/compare.py $(CFG) --models $(MODELS) \
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION) --out $@ \
-	    --truth $(TRUTH)
+	    $(if $(TRUTH),--truth $(TRUTH))
 
 ifeq ($(RUNNER),docker)
 # docker mounts only folders that exist: create the outputs first, as the calling user.

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from overnight.cli import progress
 from overnight.config import WindowsConfig
-from overnight.data import write_cache_from_chunks, write_split
-from overnight.synth import simulated_cache_chunks
+from overnight.hbn.synth import simulated_cache_chunks
+from overnight.windows.cache import write_cache_from_chunks
+from overnight.windows.split import write_split
 
 log = logging.getLogger("bench.make_data")
 CHUNK_WINDOWS = 4096

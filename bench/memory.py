@@ -15,7 +15,10 @@ from pathlib import Path
 
 from run import REPO, chain, machine, replace_section, run_job
 
-STAGES = ("features", "train-baseline", "train-hybrid", "compare", "report")
+from overnight.layout import STAGES, NightFolder
+
+# The stages after the window cache (which the bench data stands in for).
+CHAIN = STAGES[STAGES.index("features"):]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.work.mkdir(parents=True, exist_ok=True)
-    windows, split = args.work / "windows.h5", args.work / "split.json"
+    windows, split = NightFolder(args.work).windows, NightFolder(args.work).split
     data = run_job("bench data", ["bench/make_data.py", "--n", str(args.n), "--out",
                                   str(windows), "--split-out", str(split)])
     config = REPO / "configs" / "bench-cpu.toml"
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
              "| stage | seconds | peak RSS |", "| --- | --- | --- |",
              f"| bench data | {data['seconds']:.1f} | {data['peak_rss_gb']:.2f} GB |"]
     lines += [f"| {s} | {result[s]['seconds']:.1f} | {result[s]['peak_rss_gb']:.2f} GB |"
-              for s in STAGES]
+              for s in CHAIN]
     body = "\n".join([*lines, "", ""])
     replace_section(args.out, key, body)
     print(body)

@@ -26,9 +26,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
+
+from overnight.features.cache import open_features
+from overnight.layout import NightFolder
+from overnight.windows.cache import open_cache
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench")
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu = torch.cuda.is_available()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    windows, split = work / "windows.h5", work / "split.json"
+    folder = NightFolder(work)
+    windows, split = folder.windows, folder.split
     n = args.n or _cached_size(windows) or (41_071 if gpu else 8_192)
     config = REPO / "configs" / ("bench-gpu.toml" if gpu else "bench-cpu.toml")
     results: dict[str, Any] = {"machine": machine(), "n_windows": n, "config": str(
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         measure("bench_data", run_job, "bench data", [
             "bench/make_data.py", "--n", str(n), "--out", str(windows), "--split-out", str(split)])
     measure("raw_read", raw_read, windows)
-    measure("features", features_job, windows, work / "features.h5")
+    measure("features", features_job, windows, folder.features)
     measure("features_reference", features_reference, windows, 300 if gpu else 150)
     measure("training", training_throughput, windows, split, config)
     measure("training_reference", training_reference, windows, split, 150)
@@ -150,8 +154,8 @@ def raw_read(windows: Path, slab: int = 2048) -> dict[str, Any]:
     Best of two passes, so both this and the feature pass read from the page cache.
     """
     timings = []
-    with h5py.File(windows, "r") as fh:
-        dset = fh["eeg"]
+    with open_cache(windows) as cache:
+        dset = cache.eeg
         buffer = np.empty((slab, *dset.shape[1:]), dtype=dset.dtype)
         for _ in range(2):
             started = time.perf_counter()
@@ -164,27 +168,26 @@ def raw_read(windows: Path, slab: int = 2048) -> dict[str, Any]:
 
 
 def feature_attrs(path: Path) -> dict[str, Any]:
-    with h5py.File(path, "r") as fh:
-        return {k: float(fh.attrs[k]) for k in ("compile_s", "compute_s", "windows_per_s")}
+    with open_features(path) as cache:
+        return {k: float(cache.attrs[k]) for k in ("compile_s", "compute_s", "windows_per_s")}
 
 
 def features_reference(windows: Path, sample: int) -> dict[str, Any]:
     """The old style: open, read one window, NumPy/SciPy features (polyfit, Welch), repeat."""
     from scipy.signal import welch
 
-    from overnight.channels import index_of
+    from overnight.hbn.channels import index_of
 
     cpp = [index_of("CPz"), index_of("Pz")]
     motor = [index_of("C3"), index_of("C4")]
     occipital = [index_of(c) for c in ("O1", "O2", "Oz")]
-    with h5py.File(windows, "r") as fh:
-        n = fh["eeg"].shape[0]
-        sfreq = float(fh.attrs["sfreq_hz"])
+    with open_cache(windows) as cache:
+        n, sfreq = cache.n_windows, cache.sfreq_hz
     picks = np.linspace(0, n - 1, sample).astype(int)
     started = time.perf_counter()
     for i in picks:
-        with h5py.File(windows, "r") as fh:
-            x = fh["eeg"][i].astype(np.float64)
+        with open_cache(windows) as cache:
+            x = cache.eeg[i].astype(np.float64)
         x = x - x.mean(axis=0)
         signal = x[cpp].mean(axis=0)
         t = np.arange(signal.size) / sfreq
@@ -242,20 +245,19 @@ class _OldStyleWindows(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with h5py.File(self.path, "r") as fh:
-            x = fh["eeg"][int(self.rows[i])]
+        with open_cache(self.path) as cache:
+            x = cache.eeg[int(self.rows[i])]
         return torch.from_numpy(x), torch.tensor(self.targets[i], dtype=torch.float32)
 
 
 def training_reference(windows: Path, split: Path, batches: int) -> dict[str, Any]:
     """The old loop: DataLoader(batch 32, 4 workers), fp32, the same model and device."""
     from overnight import training
-    from overnight.data import read_split
+    from overnight.windows.split import read_split
 
     device = training.resolve_device("auto")
-    with h5py.File(windows, "r") as fh:
-        subjects = fh["subject"].asstr()[()]
-        rt = fh["rt"][()]
+    with open_cache(windows) as cache:
+        subjects, rt = cache.subjects(), cache.rt()
     rows = np.flatnonzero(np.isin(subjects, read_split(split)["train"]))
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # 4 on purpose
     loader = torch.utils.data.DataLoader(_OldStyleWindows(windows, rows, rt[rows]),
@@ -284,9 +286,9 @@ def training_reference(windows: Path, split: Path, batches: int) -> dict[str, An
 def chain(work: Path, windows: Path, split: Path, config: Path,
           train_settings: tuple[str, ...] = ()) -> dict[str, Any]:
     """The night's stages after the window cache, each in its own process."""
-    models, submission = work / "models", work / "submission"
-    for stale in (work / "comparison.json",):
-        stale.unlink(missing_ok=True)
+    folder = NightFolder(work)
+    models, submission = folder.models, work / "submission"
+    folder.comparison.unlink(missing_ok=True)
     subprocess.run(["rm", "-rf", str(models), str(submission)], check=True)
     common = ["--config", str(config), "--windows", str(windows)]
     overrides = [arg for setting in train_settings for arg in ("--set", setting)]
@@ -294,16 +296,16 @@ def chain(work: Path, windows: Path, split: Path, config: Path,
         "train-baseline": ["jobs/train.py", *common, "--model", "baseline", "--split", str(split),
                            "--out", str(models / "baseline"), *overrides],
         "train-hybrid": ["jobs/train.py", *common, "--model", "hybrid", "--split", str(split),
-                         "--features", str(work / "features.h5"), "--out",
+                         "--features", str(folder.features), "--out",
                          str(models / "hybrid"), *overrides],
         "compare": ["jobs/compare.py", *common, "--models", str(models), "--split", str(split),
-                    "--submission", str(submission), "--out", str(work / "comparison.json")],
+                    "--submission", str(submission), "--out", str(folder.comparison)],
         "report": ["jobs/report.py", *common, "--work", str(work), "--reports",
-                   str(work / "reports")],
+                   str(work / "reports"), "--date", time.strftime("%Y-%m-%d")],
     }
-    result: dict[str, Any] = {"features": features_job(windows, work / "features.h5")}
+    result: dict[str, Any] = {"features": features_job(windows, folder.features)}
     result.update({name: run_job(name, argv) for name, argv in stages.items()})
-    comparison = json.loads((work / "comparison.json").read_text())
+    comparison = json.loads(folder.comparison.read_text())
     result["nrmse"] = {r["name"]: r["nrmse"] for r in comparison["rows"]}
     for name in ("baseline", "hybrid"):
         meta = json.loads((models / name / "model.json").read_text())
@@ -319,10 +321,10 @@ def _placement(training: dict[str, Any]) -> str:
 
 def _cached_size(windows: Path) -> int | None:
     """Windows in an existing bench cache (with its split), or None."""
-    if not (windows.exists() and windows.with_name("split.json").exists()):
+    if not (windows.exists() and NightFolder(windows.parent).split.exists()):
         return None
-    with h5py.File(windows, "r") as fh:
-        return int(fh["rt"].shape[0])
+    with open_cache(windows) as cache:
+        return cache.n_windows
 
 
 def _spread(values: list[float]) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from overnight.champion.compare import compare_and_promote
 from overnight.cli import job_parser, setup
-from overnight.promotion import compare_and_promote
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submission", required=True, type=Path, help="submission folder")
     parser.add_argument("--out", required=True, type=Path, help="comparison JSON to write")
     parser.add_argument("--truth", type=Path, default=None,
-                        help="synthetic truth.tsv, for the floor row (optional)")
+                        help="a synthetic tree's truth.tsv: adds the floor row (only on "
+                             "synthetic data, and only when given)")
     args = parser.parse_args(argv)
     config = setup(args)
-    truth = args.truth if args.truth is not None and args.truth.exists() else None
     result = compare_and_promote(args.models, args.windows, args.split, args.submission,
-                                 args.out, config.compare.margin, truth)
+                                 args.out, config.compare, args.truth)
     for row in result["rows"]:
         score = "failed" if row["nrmse"] is None else f"{row['nrmse']:.4f}"
         log.info("%-16s NRMSE %s", row["name"], score)

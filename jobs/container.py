@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from overnight.container import GPU_KINDS, check_docker, docker_prefix, shell_words
+from overnight.night.container import GPU_KINDS, check_docker, docker_prefix, shell_words
 
 
 def main(argv: list[str] | None = None) -> int:

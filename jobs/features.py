@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from overnight.cli import job_parser, setup
-from overnight.features import build_feature_cache
+from overnight.features.cache import build_feature_cache
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import os
 import shlex
 from pathlib import Path
 
-from overnight.night import Night, dry_run, exit_code_table, run_night
+from overnight.night.container import GPU_KINDS
+from overnight.night.driver import Night, dry_run, exit_code_table, run_night, run_preflight
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,23 +21,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", required=True, help="the night, YYYY-MM-DD")
     parser.add_argument("--lock", required=True, type=Path, help="the lock file of all nights")
     parser.add_argument("--reports", required=True, type=Path, help="folder of the reports")
-    parser.add_argument("--make", default="make --no-print-directory",
-                        help="the command that runs a make target (default: %(default)s)")
-    parser.add_argument("--runner", choices=("local", "docker"), default="local")
+    parser.add_argument("--data", required=True, type=Path, help="tonight's BIDS root")
+    parser.add_argument("--submission", required=True, type=Path,
+                        help="the champion's submission folder")
+    parser.add_argument("--preflight-subjects", required=True, type=int,
+                        help="subjects in the preflight's slice of the data")
+    parser.add_argument("--make", required=True,
+                        help="the command that runs a make target, e.g. 'make -C REPO'")
+    parser.add_argument("--runner", required=True, choices=("local", "docker"))
+    parser.add_argument("--gpu", required=True, choices=GPU_KINDS)
+    parser.add_argument("--image", required=True, help="the image the jobs run in (docker)")
     parser.add_argument("--fresh", action="store_true", help="start the night over")
+    parser.add_argument("--preflight-only", action="store_true",
+                        help="run only the preflight (make preflight)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the commands (make -n) instead of running them")
-    parser.add_argument("--exit-file", type=Path, default=None,
-                        help="also write the exit code here (make itself only exits 0 or 2)")
     args = parser.parse_args(argv)
     night = Night(work_dir=args.work, date=args.date, lock_path=args.lock,
-                  reports_dir=args.reports, make=tuple(shlex.split(args.make)),
-                  runner=args.runner, fresh=args.fresh,
+                  reports_dir=args.reports, data=args.data, submission_dir=args.submission,
+                  preflight_subjects=args.preflight_subjects,
+                  make=tuple(shlex.split(args.make)), runner=args.runner, gpu=args.gpu,
+                  image=args.image, fresh=args.fresh,
                   notify_cmd=os.environ.get("NOTIFY_CMD") or None)
-    code = dry_run(night) if args.dry_run else run_night(night)
-    if args.exit_file is not None:
-        args.exit_file.write_text(f"{code}\n", encoding="utf-8")
-    return code
+    if args.dry_run:
+        return dry_run(night, args.preflight_only)
+    return run_preflight(night) if args.preflight_only else run_night(night)
 
 
 if __name__ == "__main__":

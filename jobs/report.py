@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 from pathlib import Path
 from typing import Any
 
 from overnight.cli import job_parser, setup
 from overnight.provenance import environment
-from overnight.report import build_report_context, render_report
+from overnight.report.context import build_report_context
+from overnight.report.render import render_report
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", required=True, type=Path, help="the night's work folder")
     parser.add_argument("--windows", required=True, type=Path, help="window cache (HDF5)")
     parser.add_argument("--reports", required=True, type=Path, help="folder of the reports")
-    parser.add_argument("--date", default=datetime.date.today().isoformat(),
-                        help="the night, YYYY-MM-DD (default: today)")
+    parser.add_argument("--date", required=True, help="the night, YYYY-MM-DD")
     args = parser.parse_args(argv)
     setup(args)
     summary, note = _cache_summary(args.windows)
@@ -36,7 +35,7 @@ def _cache_summary(windows: Path) -> tuple[dict[str, Any] | None, str | None]:
         log.warning("no window cache at %s: the report has no data section", windows)
         return None, f"window cache {windows} not found"
     try:
-        from overnight.data import cache_summary
+        from overnight.windows.cache import cache_summary
 
         return cache_summary(windows), None
     except Exception as exc:  # a missing or broken summary costs one section, not the report

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from overnight.champion.compare import rollback
 from overnight.cli import job_parser, setup
-from overnight.promotion import rollback
 
 log = logging.getLogger(__name__)
 

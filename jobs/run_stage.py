@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from overnight.runner import run_stage
+from overnight.layout import NightFolder
+from overnight.night.runner import run_stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the job's command after --")
-    return run_stage(args.stage, command, args.work)
+    return run_stage(args.stage, command, NightFolder(args.work))
 
 
 if __name__ == "__main__":

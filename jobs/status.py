@@ -9,7 +9,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from overnight.status import follow, format_status, gpu_usage, night_status
+from overnight.night.status import follow, format_status, gpu_usage, night_status
 
 
 def main(argv: list[str] | None = None) -> int:

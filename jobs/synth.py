@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from overnight.cli import job_parser, setup
-from overnight.synth import generate_dataset
+from overnight.hbn.synth import generate_dataset
 
 log = logging.getLogger(__name__)
 

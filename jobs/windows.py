@@ -1,13 +1,15 @@
 """Cut a BIDS root into the Challenge 1 window cache and split its subjects.
 
-    python jobs/windows.py --bids-root data/bids --out data/windows.h5 --split-out data/split.json
+    python jobs/windows.py --bids-root BIDS_ROOT --out WINDOWS.h5 --split-out SPLIT.json
 """
 
 from __future__ import annotations
 
 import logging
 
-from overnight import cli, data
+from overnight import cli
+from overnight.windows.build import build_window_cache
+from overnight.windows.split import write_split
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = cli.setup(args).windows
 
-    summary = data.build_window_cache(args.bids_root, args.out, cfg)
-    split = data.write_split(args.out, args.split_out, cfg)
+    summary = build_window_cache(args.bids_root, args.out, cfg)
+    split = write_split(args.out, args.split_out, cfg)
     for skip in summary["skipped"]:
         log.info("skipped %s: %s", skip["path"], skip["reason"])
     log.info("windows: %d windows from %d subjects (%d recordings, %d skipped, dropped trials %s) "

@@ -27,9 +27,10 @@ class TinyNight:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyNight:
     """Synthetic BIDS, window cache, split and features for 6 subjects."""
-    from overnight.data import build_window_cache, write_split
-    from overnight.features import build_feature_cache
-    from overnight.synth import generate_dataset
+    from overnight.features.cache import build_feature_cache
+    from overnight.hbn.synth import generate_dataset
+    from overnight.windows.build import build_window_cache
+    from overnight.windows.split import write_split
 
     root = tmp_path_factory.mktemp("night")
     bids = root / "bids"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from overnight.container import IMAGE_FLAVOURS
+from overnight.night.container import IMAGE_FLAVOURS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = {flavour: REPO / "docker" / f"Dockerfile.{flavour}"

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 from overnight import atomic
+from overnight.layout import STAGES as CHAIN
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("synth", "windows", "features", "train-baseline", "train-hybrid", "compare", "report")
+# The stages with a record in the night's own folder (the preflight's jobs, device among
+# them, keep theirs in its folder).
+STAGES = tuple(s for s in CHAIN if s not in ("preflight", "device"))
 
 TINY_CONFIG = """
 [synth]
@@ -38,6 +41,7 @@ def _make(tmp: Path, *targets: str) -> subprocess.CompletedProcess[str]:
         "WORK": str(tmp / "work"), "CONFIG": str(tmp / "tiny.toml"),
         "SUBMISSION": str(tmp / "submission"), "REPORTS": str(tmp / "reports"),
         "DATE": "2026-01-02", "LOCK": str(tmp / "night.lock"),
+        "TRUTH": str(tmp / "bids" / "derivatives" / "synth" / "truth.tsv"),
     }
     command = ["make", "-C", str(REPO), *targets, *[f"{k}={v}" for k, v in variables.items()]]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)

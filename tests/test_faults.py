@@ -19,7 +19,8 @@ import h5py
 import pytest
 
 from overnight import atomic
-from overnight.promotion import compare_and_promote
+from overnight.champion.compare import compare_and_promote
+from overnight.config import CompareConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATE = "2026-01-02"
@@ -42,7 +43,7 @@ def champion(tiny_night, tmp_path_factory) -> Path:
     """A submission folder with a champion (the best of the session's tiny models)."""
     folder = tmp_path_factory.mktemp("champion") / "submission"
     compare_and_promote(tiny_night.models, tiny_night.windows, tiny_night.split, folder,
-                        folder.parent / "comparison.json", 0.01)
+                        folder.parent / "comparison.json", CompareConfig())
     return folder
 
 
@@ -62,12 +63,18 @@ def _files(folder: Path) -> dict[str, str]:
     return {p.name: atomic.sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def _start(env: dict[str, str], exit_file: Path) -> subprocess.Popen[str]:
+def _start(env: dict[str, str], log_file: Path) -> subprocess.Popen[str]:
     """make overnight in its own process group, so a SIGKILL takes the whole chain."""
-    log = open(exit_file.with_suffix(".log"), "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(["make", "-C", str(REPO), "overnight",
-                             f"NIGHT_EXIT_FILE={exit_file}"], env=env, stdout=log,
+    log = open(log_file, "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(["make", "-C", str(REPO), "overnight"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _driver(env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """The night driver as cron-night.sh runs it (`make night-command`): its own exit code."""
+    return subprocess.run(["bash", "-c", 'eval "$(make -s --no-print-directory night-command)"'],
+                          cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
 
 
 def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], what: str,
@@ -103,12 +110,10 @@ def test_preflight_catches_a_broken_job_and_leaves_the_champion(setup, tmp_path)
            "OVERNIGHT_FAULT": "hybrid-first-batch"}
     before = _files(tmp_path / "submission")
     started = time.monotonic()
-    proc = subprocess.run(["make", "-C", str(REPO), "overnight",
-                           f"NIGHT_EXIT_FILE={tmp_path / 'code'}"], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = _driver(env, timeout_s=300)
     seconds = time.monotonic() - started
 
-    assert (tmp_path / "code").read_text() == "2\n", proc.stdout[-3000:]
+    assert proc.returncode == 2, proc.stdout[-3000:]
     assert seconds < 120  # the preflight's budget is about a minute; the report adds seconds
     night = tmp_path / "runs" / DATE
     preflight = json.loads((night / "status" / "preflight.json").read_text())
@@ -130,12 +135,10 @@ def test_killed_twice_the_night_resumes_and_completes(setup, tmp_path):
     before = _files(tmp_path / "submission")
 
     # 1. start; a second start while it runs exits at once with the lock message
-    first = _start(setup, tmp_path / "first")
+    first = _start(setup, tmp_path / "first.log")
     _wait_for(lambda: (night / "status" / "preflight.json").exists(), first, "preflight")
-    second = subprocess.run(["make", "-C", str(REPO), "overnight",
-                             f"NIGHT_EXIT_FILE={tmp_path / 'second'}"], env=setup,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert (tmp_path / "second").read_text() == "75\n"
+    second = _driver(setup, timeout_s=60)
+    assert second.returncode == 75
     assert "another night is running" in second.stdout
     # ... and the first goes on: kill it in the middle of the features stage
     _wait_for(_running(night, "features", "config:"), first, "features")
@@ -145,7 +148,7 @@ def test_killed_twice_the_night_resumes_and_completes(setup, tmp_path):
     # 2. rerun: features again, then kill it in the middle of training the hybrid (make
     #    trained the baseline before the features stage, so it is done and stays done)
     baseline_status = (night / "status" / "train-baseline.json").read_text()
-    rerun = _start(setup, tmp_path / "rerun")
+    rerun = _start(setup, tmp_path / "rerun.log")
     hybrid = night / "models" / "hybrid"
     _wait_for(lambda: (hybrid / "history.jsonl").exists(), rerun, "a trained hybrid epoch")
     _kill(rerun)
@@ -164,7 +167,9 @@ def test_killed_twice_the_night_resumes_and_completes(setup, tmp_path):
     for stage in ("preflight", "windows", "features", "train-baseline", "train-hybrid",
                   "compare", "report"):
         assert json.loads((night / "status" / f"{stage}.json").read_text())["status"] == "ok"
-    assert (night / "status" / "train-baseline.json").read_text() == baseline_status
+    baseline = json.loads((night / "status" / "train-baseline.json").read_text())
+    assert baseline.pop("reused") is True and baseline.pop("reused_at")  # done, not redone
+    assert baseline == json.loads(baseline_status)
     epochs = [row["epoch"] for row in atomic.read_json_lines(hybrid / "history.jsonl")]
     assert epochs == sorted(set(epochs)) and epochs[-1] == 4  # resumed, not restarted
     for folder in (night, night / "preflight"):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from overnight.feature_twin import FEATURE_NAMES, window_features
+from overnight.features.spec import FEATURE_NAMES, window_features
 from overnight.models import MODELS, build_model
 
 # Every registered model must have a case here: a new model without one fails the suite.

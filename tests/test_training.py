@@ -6,8 +6,9 @@ import torch
 
 from overnight import training
 from overnight.atomic import read_json_lines
-from overnight.data import load_windows, read_split
 from overnight.evaluation import load_trained_model, nrmse, predict
+from overnight.windows.cache import load_windows
+from overnight.windows.split import read_split
 
 from .conftest import TINY_TRAIN
 
@@ -77,12 +78,6 @@ def test_resume_after_a_crash_gives_the_same_model(tiny_data, tmp_path, monkeypa
 def test_hybrid_without_features_is_an_error(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="feature cache"):
         training.train_model("hybrid", tiny_data.windows, tiny_data.split, tmp_path, TINY_TRAIN)
-
-
-def test_unknown_precision_is_an_error(tiny_data, tmp_path):
-    cfg = TINY_TRAIN.__class__(**{**TINY_TRAIN.__dict__, "precision": "fp8"})
-    with pytest.raises(ValueError, match="precision"):
-        training.train_model("baseline", tiny_data.windows, tiny_data.split, tmp_path, cfg)
 
 
 def test_streamed_training_matches_resident_data(tiny_data, tmp_path):

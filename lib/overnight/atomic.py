@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+_PARTIAL_SUFFIX = ".tmp"  # with a leading dot: the temporary files of atomic_path
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
@@ -24,7 +26,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp",
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + _PARTIAL_SUFFIX,
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -86,6 +88,19 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def remove_partial_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that a killed process left below ``folder`` before moving
+    them into place; return them. Symlinks are not followed (a preflight slice links into
+    the input data)."""
+    partial = []
+    for parent, _, names in os.walk(folder, followlinks=False):
+        partial += [Path(parent, n) for n in names
+                    if n.startswith(".") and n.endswith(_PARTIAL_SUFFIX)]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return sorted(partial)
 
 
 def _umask() -> int:

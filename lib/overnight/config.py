@@ -1,88 +1,170 @@
-"""Settings for every job: frozen dataclasses with defaults in code.
+"""Settings for every job: frozen dataclasses with defaults, units and allowed values in code.
 
-A TOML file holds only what differs from the defaults, one table per section
-(``[train]``, ``[windows]``, ...); ``--set section.key=value`` overrides it on the
-command line. Unknown sections or keys and values of the wrong type are errors, and
-the resolved config is saved with every output (``Config.to_dict``).
+This module owns every default and every allowed range: a section checks its values when
+it is built, so no consumer repeats a default or re-checks a range. A TOML file holds only
+what differs from the defaults, one table per section (``[train]``, ``[windows]``, ...);
+``--set section.key=value`` overrides it on the command line. Unknown sections or keys,
+values of the wrong type and values out of range are errors, and the resolved config is
+saved with every output (``Config.to_dict``). Standard library only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from overnight.units import to_samples
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+SYNTH_SFREQS_HZ = (100.0, 500.0)  # the challenge's L100 releases and the raw HBN rate
+EEG_FORMATS = ("set", "bdf")  # EEGLAB and BioSemi, the formats HBN ships
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def setting(default: Any, *, at_least: float | None = None, above: float | None = None,
+            at_most: float | None = None, below: float | None = None,
+            choices: Sequence[Any] | None = None) -> Any:
+    """A dataclass field with its default and its allowed values (bounds are inclusive
+    for ``at_least``/``at_most``, exclusive for ``above``/``below``)."""
+    rules = {"at_least": at_least, "above": above, "at_most": at_most, "below": below,
+             "choices": tuple(choices) if choices is not None else None}
+    return field(default=default, metadata={k: v for k, v in rules.items() if v is not None})
+
+
+class _Section:
+    """Checks every field against its type and its declared allowed values when built."""
+
+    name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):  # type: ignore[arg-type]
+            _check_value(f"[{self.name}] {spec.name}", getattr(self, spec.name), spec)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Rules that tie several settings together."""
+
+
+def _check_value(where: str, value: Any, spec: dataclasses.Field) -> None:
+    expected = type(spec.default)
+    if type(value) is not expected:
+        raise TypeError(f"{where} = {value!r}: expected {expected.__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} = {value!r}: expected a finite number")
+    rules = spec.metadata
+    if "choices" in rules and value not in rules["choices"]:
+        raise ValueError(f"{where} = {value!r}: expected one of {list(rules['choices'])}")
+    for rule, holds, words in (("at_least", operator.ge, ">="), ("above", operator.gt, ">"),
+                               ("at_most", operator.le, "<="), ("below", operator.lt, "<")):
+        if rule in rules and not holds(value, rules[rule]):
+            raise ValueError(f"{where} = {value!r}: expected {words} {rules[rule]}")
+
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(_Section):
     """The synthetic HBN CCD dataset (``make synth``)."""
 
-    n_subjects: int = 30  # subjects in the BIDS tree
-    runs_per_subject: int = 3  # CCD runs per subject, 1..3 as in HBN
-    trials_per_run: int = 30  # contrastTrial_start events per run
-    sfreq_hz: float = 100.0  # recording rate: 100 (challenge L100 releases) or 500 (raw)
-    fmt: str = "set"  # file format: "set" (EEGLAB) or "bdf"
-    unexplained_rt_share: float = 0.25  # share of RT variance not encoded in the EEG, 0..1
-    seed: int = 0  # everything is deterministic from this seed
+    name: ClassVar[str] = "synth"
+    n_subjects: int = setting(30, at_least=1)  # subjects in the BIDS tree
+    runs_per_subject: int = setting(3, at_least=1, at_most=3)  # CCD runs, 1..3 as in HBN
+    trials_per_run: int = setting(30, at_least=1)  # contrastTrial_start events per run
+    # recording rate, Hz: 100 (challenge L100 releases) or 500 (raw)
+    sfreq_hz: float = setting(100.0, choices=SYNTH_SFREQS_HZ)
+    fmt: str = setting("set", choices=EEG_FORMATS)  # file format: EEGLAB or BDF
+    # share of RT variance not encoded in the EEG, 0..1
+    unexplained_rt_share: float = setting(0.25, at_least=0.0, at_most=1.0)
+    seed: int = setting(0, at_least=0)  # everything is deterministic from this seed
 
 
 @dataclass(frozen=True)
-class WindowsConfig:
+class WindowsConfig(_Section):
     """Cutting recordings into Challenge 1 windows."""
 
-    sfreq_hz: float = 100.0  # rate of the cache; other inputs are filtered and resampled
-    window_start_s: float = 0.5  # window start after the stimulus, seconds (REFERENCE)
-    window_stop_s: float = 2.5  # window end after the stimulus, seconds (REFERENCE)
-    l_freq_hz: float = 0.5  # band-pass low edge applied when resampling, Hz
-    h_freq_hz: float = 50.0  # band-pass high edge when resampling, Hz (kept below Nyquist)
-    val_fraction: float = 0.2  # share of subjects held out for validation, 0..1
-    split_seed: int = 0  # seed of the subject-disjoint split
+    name: ClassVar[str] = "windows"
+    # rate of the cache, Hz; other inputs are filtered and resampled
+    sfreq_hz: float = setting(100.0, above=0.0)
+    window_start_s: float = setting(0.5)  # window start after the stimulus, s (REFERENCE)
+    window_stop_s: float = setting(2.5)  # window end after the stimulus, s (REFERENCE)
+    l_freq_hz: float = setting(0.5, above=0.0)  # band-pass low edge when resampling, Hz
+    # band-pass high edge when resampling, Hz (kept below Nyquist)
+    h_freq_hz: float = setting(50.0, above=0.0)
+    val_fraction: float = setting(0.2, above=0.0, below=1.0)  # share of subjects held out
+    split_seed: int = setting(0, at_least=0)  # seed of the subject-disjoint split
+
+    @property
+    def n_times(self) -> int:
+        """Samples per window at the cache rate (200 for 0.5..2.5 s at 100 Hz)."""
+        return to_samples(self.window_stop_s - self.window_start_s, self.sfreq_hz)
+
+    def _check_together(self) -> None:
+        if self.n_times < 1:
+            raise ValueError(f"[windows] window_start_s = {self.window_start_s!r}, "
+                             f"window_stop_s = {self.window_stop_s!r}: expected stop after "
+                             f"start by at least one sample at {self.sfreq_hz:g} Hz")
+        if not self.l_freq_hz < self.h_freq_hz:
+            raise ValueError(f"[windows] l_freq_hz = {self.l_freq_hz!r}, h_freq_hz = "
+                             f"{self.h_freq_hz!r}: expected l_freq_hz < h_freq_hz")
 
 
 @dataclass(frozen=True)
-class FeaturesConfig:
+class FeaturesConfig(_Section):
     """The Numba feature pass."""
 
-    slab_windows: int = 2048  # windows read, computed and written per slab
+    name: ClassVar[str] = "features"
+    slab_windows: int = setting(2048, at_least=1)  # windows read, computed and written per slab
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Section):
     """Training one model (``--model baseline|hybrid``)."""
 
-    batch_size: int = 64  # windows per step
-    lr: float = 1e-3  # peak AdamW learning rate at lr_reference_batch windows per step
-    lr_reference_batch: int = 64  # the LR scales with sqrt(batch_size / lr_reference_batch)
-    weight_decay: float = 1e-4  # AdamW weight decay
-    dropout: float = 0.3  # dropout probability in the backbone and the head
-    n_filters: int = 32  # channels of the temporal convolutions
-    grad_clip: float = 1.0  # max global gradient norm
-    max_epochs: int = 40  # upper bound on epochs
-    warmup_epochs: int = 1  # linear warm-up before the cosine decay, epochs
-    patience: int = 8  # early stopping: epochs without a better validation NRMSE
-    min_delta: float = 1e-4  # improvement in validation NRMSE that resets patience
-    seed: int = 0  # model init and batch order
-    device: str = "auto"  # "auto" (GPU when available), "cpu", "cuda", "cuda:1", ...
-    precision: str = "auto"  # "auto" (bf16 autocast on GPUs that support it), "fp32", "bf16"
-    eval_batch_size: int = 1024  # windows per forward pass when evaluating
-    host_cache_gb: float = 2.0  # CPU training keeps up to this many GB of windows in memory;
-    # more is streamed from HDF5 in slabs. On a GPU the windows are loaded onto the device
-    # when they fit in 60 % of its free memory, else streamed the same way.
-    slab_windows: int = 2048  # windows per contiguous HDF5 read when loading or streaming
+    name: ClassVar[str] = "train"
+    batch_size: int = setting(64, at_least=1)  # windows per step
+    # peak AdamW learning rate at lr_reference_batch windows per step
+    lr: float = setting(1e-3, above=0.0)
+    # the LR scales with sqrt(batch_size / lr_reference_batch)
+    lr_reference_batch: int = setting(64, at_least=1)
+    weight_decay: float = setting(1e-4, at_least=0.0)  # AdamW weight decay
+    dropout: float = setting(0.3, at_least=0.0, below=1.0)  # dropout probability
+    n_filters: int = setting(32, at_least=1)  # channels of the temporal convolutions
+    grad_clip: float = setting(1.0, above=0.0)  # max global gradient norm
+    max_epochs: int = setting(40, at_least=1)  # upper bound on epochs
+    warmup_epochs: int = setting(1, at_least=0)  # linear warm-up before the cosine decay
+    # early stopping: epochs without a better validation NRMSE
+    patience: int = setting(8, at_least=1)
+    min_delta: float = setting(1e-4, at_least=0.0)  # NRMSE improvement that resets patience
+    seed: int = setting(0, at_least=0)  # model init and batch order
+    device: str = setting("auto")  # "auto" (GPU when available), "cpu", "cuda", "cuda:1", ...
+    # "auto" (bf16 autocast on GPUs that support it), "fp32", "bf16"
+    precision: str = setting("auto", choices=PRECISIONS)
+    eval_batch_size: int = setting(1024, at_least=1)  # windows per forward pass, evaluating
+    # CPU training keeps up to this many GB of windows in memory; more is streamed from
+    # HDF5 in slabs. On a GPU the windows are loaded onto the device when they fit in 60 %
+    # of its free memory, else streamed the same way.
+    host_cache_gb: float = setting(2.0, at_least=0.0)
+    slab_windows: int = setting(2048, at_least=1)  # windows per contiguous HDF5 read
 
 
 @dataclass(frozen=True)
-class CompareConfig:
+class CompareConfig(_Section):
     """The champion gate."""
 
-    margin: float = 0.01  # relative NRMSE improvement a challenger needs, 0.01 = 1 %
+    name: ClassVar[str] = "compare"
+    # relative NRMSE improvement a challenger needs, 0.01 = 1 %
+    margin: float = setting(0.01, at_least=0.0)
+
+
+SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, CompareConfig)
 
 
 @dataclass(frozen=True)
@@ -108,7 +190,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     FileNotFoundError
         ``path`` does not exist.
     ValueError
-        An unknown section or key, or a malformed override.
+        An unknown section or key, a malformed override, or a value out of range.
     TypeError
         A value of the wrong type.
     """
@@ -119,7 +201,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for item in overrides or []:
         section, key, value = _parse_override(item)
         tables.setdefault(section, {})[key] = value
-    return _build(tables, source=str(path) if path else "defaults")
+    source = str(path) if path else "defaults"
+    try:
+        return _build(tables, source)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{source}: {exc}") from None
 
 
 def _parse_override(item: str) -> tuple[str, str, Any]:
@@ -138,27 +224,24 @@ def _build(tables: dict[str, Any], source: str) -> Config:
     sections = {f.name: f for f in dataclasses.fields(Config)}
     unknown = sorted(set(tables) - set(sections))
     if unknown:
-        raise ValueError(f"{source}: unknown section(s) {unknown}; allowed: {sorted(sections)}")
+        raise ValueError(f"unknown section(s) {unknown}; allowed: {sorted(sections)}")
     built = {}
     for name, table in tables.items():
         section_type = sections[name].default_factory  # type: ignore[misc]
-        built[name] = _build_section(section_type, table, f"{source} [{name}]")
+        built[name] = _build_section(section_type, table, name)
     return Config(**built)
 
 
-def _build_section(section_type: Any, table: dict[str, Any], where: str) -> Any:
+def _build_section(section_type: Any, table: Any, name: str) -> Any:
     if not isinstance(table, dict):
-        raise TypeError(f"{where}: expected a table of settings, got {table!r}")
+        raise TypeError(f"[{name}]: expected a table of settings, got {table!r}")
     fields = {f.name: f for f in dataclasses.fields(section_type)}
     unknown = sorted(set(table) - set(fields))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+        raise ValueError(f"[{name}] unknown key(s) {unknown}; allowed: {sorted(fields)}")
     values = {}
     for key, value in table.items():
-        expected = type(getattr(section_type(), key))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not expected:
-            raise TypeError(f"{where} {key} = {value!r}: expected {expected.__name__}")
+        if type(fields[key].default) is float and type(value) is int:
+            value = float(value)  # TOML's 1 for 1.0
         values[key] = value
     return section_type(**values)

@@ -7,7 +7,6 @@ never normalised by the range.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -84,17 +83,15 @@ def load_trained_model(model_dir: Path, device: str | torch.device = "cpu") -> t
 
 def floor_predictions(truth_tsv: Path, subjects: Sequence[str], runs: Sequence[int],
                       trials: Sequence[int]) -> np.ndarray | None:
-    """The synthetic generator's encoded RT for each window, or None when unknown.
+    """The synthetic generator's encoded RT for each window, or None when one is unknown.
 
     On synthetic data the EEG carries only ``rt_encoded``; predicting it exactly is the
     best any model can do, so its NRMSE is the floor.
     """
-    if not truth_tsv.exists():
-        return None
-    with open(truth_tsv, newline="", encoding="utf-8") as fh:
-        lookup = {(row["participant_id"].removeprefix("sub-"), int(row["run"]), int(row["trial"])):
-                  row["rt_encoded_s"] for row in csv.DictReader(fh, delimiter="\t")}
+    from overnight.hbn.synth import read_encoded_rt
+
+    lookup = read_encoded_rt(truth_tsv)
     keys = [(str(s), int(r), int(t)) for s, r, t in zip(subjects, runs, trials, strict=True)]
-    if not all(k in lookup and lookup[k] != "n/a" for k in keys):
+    if not all(k in lookup for k in keys):
         return None
-    return np.array([float(lookup[k]) for k in keys])
+    return np.array([lookup[k] for k in keys])

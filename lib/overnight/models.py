@@ -1,7 +1,7 @@
 """Response-time models: a compact CNN on raw windows, and the hybrid CNN + feature MLP.
 
-This module is embedded verbatim into the generated ``submission.py`` (with
-``feature_twin``), so it imports only ``torch`` and the feature twin, and uses no
+This module is embedded verbatim into the generated ``submission.py`` (with the feature
+spec), so it imports only ``torch`` and the feature spec, and uses no
 torch API newer than 2.2 (the scorer's version). Every model maps raw windows
 (B, 129, 200) in volts to response times (B, 1) in seconds: the input, feature and
 target standardisation fitted on the training split live in buffers, so the state
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from overnight.feature_twin import FEATURE_NAMES, WindowFeatures
+from overnight.features.spec import FEATURE_NAMES, WindowFeatures
 
 
 class ConvBackbone(nn.Module):
@@ -53,7 +53,7 @@ class RTModel(nn.Module):
 
     uses_features = False
 
-    def __init__(self, n_chans: int = 129, n_times: int = 200) -> None:
+    def __init__(self, n_chans: int = 129) -> None:
         super().__init__()
         self.register_buffer("input_mean", torch.zeros(n_chans, 1))
         self.register_buffer("input_std", torch.ones(n_chans, 1))
@@ -84,7 +84,7 @@ class BaselineCNN(RTModel):
 
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3) -> None:
-        super().__init__(n_chans, n_times)
+        super().__init__(n_chans)
         self.backbone = ConvBackbone(n_chans, n_times, n_filters, dropout)
         self.head = nn.Linear(self.backbone.n_embed, 1)
 
@@ -106,7 +106,7 @@ class HybridCNN(RTModel):
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3, sfreq_hz: float = 100.0,
                  window_start_s: float = 0.5, n_feature_hidden: int = 32) -> None:
-        super().__init__(n_chans, n_times)
+        super().__init__(n_chans)
         n_features = len(FEATURE_NAMES)
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))

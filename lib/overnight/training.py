@@ -18,20 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 from overnight import atomic
 from overnight.config import TrainConfig
-from overnight.data import read_rows, read_split
 from overnight.evaluation import nrmse, predict
+from overnight.features.cache import open_features
 from overnight.models import MODELS, RTModel, build_model
 from overnight.provenance import code_version
+from overnight.windows.cache import open_cache
+from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
@@ -43,8 +42,6 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     """
     if model_name not in MODELS:
         raise ValueError(f"model={model_name!r}: expected one of {sorted(MODELS)}")
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"train.precision={cfg.precision!r}: expected one of {PRECISIONS}")
     uses_features = MODELS[model_name].uses_features
     if uses_features and features_path is None:
         raise ValueError(f"model {model_name!r} needs the feature cache: pass features_path")
@@ -234,12 +231,12 @@ class SplitSide:
 
     def _read_slab(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         rows = self.rows[positions]
-        with h5py.File(self.windows_path, "r") as fh:
-            x = read_rows(fh["eeg"], rows)  # (n, C, T)
+        with open_cache(self.windows_path) as cache:
+            x = cache.read_eeg(rows)  # (n, C, T)
         f = None
         if self.features_path is not None:
-            with h5py.File(self.features_path, "r") as fh:
-                f = read_rows(fh["features"], rows)  # (n, F)
+            with open_features(self.features_path) as features:
+                f = features.read(rows)  # (n, F)
         return x, f
 
 
@@ -249,10 +246,8 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
     """Both sides of the split on ``device``, the validation targets in seconds, and the
     standardisation fitted on the training side only."""
     split = read_split(split_path)
-    with h5py.File(windows_path, "r") as fh:
-        subjects = fh["subject"].asstr()[()]
-        rt = fh["rt"][()].astype(np.float64)
-        window_bytes = int(np.prod(fh["eeg"].shape[1:])) * fh["eeg"].dtype.itemsize
+    with open_cache(windows_path) as cache:
+        subjects, rt, window_bytes = cache.subjects(), cache.rt(), cache.window_bytes
     train_rows = np.flatnonzero(np.isin(subjects, split["train"]))
     val_rows = np.flatnonzero(np.isin(subjects, split["val"]))
     if len(train_rows) == 0 or len(val_rows) == 0:
@@ -363,11 +358,9 @@ def _warmup_cosine(warmup_steps: int, total_steps: int):
 
 
 def _window_spec(windows_path: Path) -> dict[str, Any]:
-    with h5py.File(windows_path, "r") as fh:
-        _, n_chans, n_times = fh["eeg"].shape
-        return {"sfreq_hz": float(fh.attrs["sfreq_hz"]),
-                "window_start_s": float(fh.attrs["window_start_s"]),
-                "n_chans": int(n_chans), "n_times": int(n_times)}
+    with open_cache(windows_path) as cache:
+        return {"sfreq_hz": cache.sfreq_hz, "window_start_s": cache.window_start_s,
+                "n_chans": cache.n_chans, "n_times": cache.n_times}
 
 
 def _model_args(model_name: str, cfg: TrainConfig, window_spec: dict[str, Any]

@@ -1,0 +1,191 @@
+"""Stage compare, and rollback: every model of the night and the champion scored on the
+same validation windows, beside the mean predictor and (on synthetic data, when a truth
+file is given) the floor; promotion through the gate; the comparison, written as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from overnight import atomic
+from overnight.champion.gate import decide
+from overnight.champion.record import install, read_champion, verify_files
+from overnight.champion.submission import predict_with_submission
+from overnight.config import CompareConfig
+from overnight.evaluation import floor_predictions, load_trained_model, nrmse, predict, rmse
+from overnight.windows.cache import load_windows, open_cache
+from overnight.windows.split import read_split
+
+log = logging.getLogger(__name__)
+
+
+def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
+                        submission_dir: Path, out_path: Path, cfg: CompareConfig,
+                        truth_tsv: Path | None = None) -> dict[str, Any]:
+    """Score tonight's models, the champion, the mean predictor and, when ``truth_tsv`` (a
+    synthetic tree's ``truth.tsv``) is given, the floor on the same validation windows;
+    promote through the gate; write ``out_path`` (JSON).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``truth_tsv`` is given but does not exist.
+    """
+    if truth_tsv is not None and not truth_tsv.is_file():
+        raise FileNotFoundError(f"truth_tsv={str(truth_tsv)!r}: no such file (the floor row "
+                                "needs the synthetic generator's truth.tsv)")
+    split = read_split(split_path)
+    val = load_windows(windows_path, split["val"])
+    y_true = val.rt.astype(np.float64)
+    rows: list[dict[str, Any]] = []
+    predictions: dict[str, np.ndarray] = {}
+
+    for model_dir in sorted(p.parent for p in models_dir.glob("*/model.json")):
+        row, pred = _score_model(model_dir, val.eeg, y_true)
+        rows.append(row)
+        if pred is not None:
+            predictions[row["name"]] = pred
+
+    champion = read_champion(submission_dir)
+    champion_nrmse, champion_problem = None, None
+    if champion is not None:
+        row, pred, champion_problem = _score_champion(submission_dir, champion, val.eeg,
+                                                      y_true, val.sfreq_hz)
+        rows.append(row)
+        champion_nrmse = row["nrmse"]
+        if pred is not None:
+            predictions["champion"] = pred
+        for r in rows:
+            if r["kind"] == "model" and r["nrmse"] is not None and champion_nrmse:
+                r["delta_vs_champion"] = r["nrmse"] / champion_nrmse - 1.0
+
+    train_mean = _train_mean_rt(windows_path, split["train"])
+    rows.append(_reference_row("mean predictor", y_true, np.full_like(y_true, train_mean)))
+    floor = (floor_predictions(truth_tsv, val.subject, val.run, val.trial)
+             if truth_tsv is not None else None)
+    if floor is not None:
+        rows.append(_reference_row("floor", y_true, floor))
+
+    scores = {r["name"]: r["nrmse"] for r in rows if r["kind"] == "model"}
+    decision = decide(scores, champion_nrmse, cfg, champion_problem)
+    log.info("decision: %s", decision.reason)
+    if decision.promoted:
+        model_dir = models_dir / decision.model
+        record = {"model": decision.model, "nrmse": scores[decision.model],
+                  "reason": decision.reason, "source": str(model_dir.resolve()),
+                  "n_val_windows": len(y_true), "val_subjects": split["val"]}
+        installed = install(model_dir, submission_dir, val.eeg, predictions[decision.model],
+                            val.sfreq_hz, record)
+        log.info("promoted %s: %s", decision.model, ", ".join(installed["files"]))
+
+    result = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "margin": cfg.margin,
+        "split": {"n_train_subjects": len(split["train"]), "n_val_subjects": len(split["val"]),
+                  "n_val_windows": len(y_true)},
+        "rows": rows,
+        "decision": {**dataclasses.asdict(decision),
+                     "previous": ({"model": champion["model"], "nrmse": champion_nrmse}
+                                  if champion else None)},
+        "validation": {"subject": [str(s) for s in val.subject], "y_true": y_true.tolist(),
+                       "predictions": {k: v.tolist() for k, v in predictions.items()}},
+    }
+    atomic.write_json(out_path, _finite_or_null(result))
+    return result
+
+
+def rollback(baseline_dir: Path, windows_path: Path, split_path: Path,
+             submission_dir: Path) -> dict[str, Any]:
+    """Make the baseline model champion again: regenerate, check, install and record it.
+
+    When the same baseline weights were champion before, the regenerated files must be
+    byte-identical to the ones recorded then.
+    """
+    split = read_split(split_path)
+    val = load_windows(windows_path, split["val"])
+    y_true = val.rt.astype(np.float64)
+    row, pred = _score_model(baseline_dir, val.eeg, y_true)
+    if pred is None or row["nrmse"] is None:
+        raise RuntimeError(f"cannot roll back: the baseline in {baseline_dir} does not "
+                           f"predict ({row.get('error', 'non-finite NRMSE')})")
+    record = {"model": row["name"], "nrmse": row["nrmse"],
+              "reason": f"rollback to the baseline ({baseline_dir})",
+              "source": str(baseline_dir.resolve()), "n_val_windows": len(y_true),
+              "val_subjects": split["val"]}
+    installed = install(baseline_dir, submission_dir, val.eeg, pred, val.sfreq_hz, record)
+    earlier = [r for r in installed["previous"]
+               if r.get("weights_sha256") == installed["weights_sha256"]]
+    if earlier and earlier[0]["files"] != installed["files"]:
+        raise RuntimeError("the regenerated submission differs from the one recorded on "
+                           f"{earlier[0]['date']} for the same weights")
+    log.info("rolled back to %s (NRMSE %.4f); %s", row["name"], row["nrmse"],
+             f"byte-identical to the submission of {earlier[0]['date']}" if earlier
+             else "first time this baseline is champion")
+    return installed
+
+
+def _score_model(model_dir: Path, eeg: np.ndarray,
+                 y_true: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
+    meta = json.loads((model_dir / "model.json").read_text())
+    row = {"name": model_dir.name, "kind": "model", "model": meta["model"],
+           "epochs": meta["epochs_run"], "best_epoch": meta["best_epoch"],
+           "n_params": meta["n_params"], "train_seconds": meta["train_seconds"],
+           "delta_vs_champion": None}
+    try:
+        model, _ = load_trained_model(model_dir)
+        pred = predict(model, eeg)
+    except Exception as exc:  # one broken model must not stop the comparison
+        log.exception("%s could not be evaluated", model_dir)
+        return {**row, "nrmse": None, "rmse_s": None, "error": f"{type(exc).__name__}: {exc}"}, \
+            None
+    return {**row, **_scores(y_true, pred)}, pred
+
+
+def _score_champion(submission_dir: Path, champion: dict[str, Any], eeg: np.ndarray,
+                    y_true: np.ndarray, sfreq_hz: float
+                    ) -> tuple[dict[str, Any], np.ndarray | None, str | None]:
+    row = {"name": "champion", "kind": "champion", "model": champion.get("model"),
+           "since": champion.get("date"), "delta_vs_champion": None}
+    problem = verify_files(submission_dir, champion)
+    if problem is None:
+        try:
+            pred = predict_with_submission(submission_dir, eeg, sfreq_hz)
+            return {**row, **_scores(y_true, pred)}, pred, None
+        except Exception as exc:  # a broken champion is replaced, not fatal
+            log.exception("the champion submission could not be evaluated")
+            problem = f"the champion submission fails ({type(exc).__name__}: {exc})"
+    log.warning("champion: %s", problem)
+    return {**row, "nrmse": None, "rmse_s": None, "error": problem}, None, problem
+
+
+def _scores(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
+    score = nrmse(y_true, pred)
+    return {"nrmse": score if math.isfinite(score) else None,
+            "rmse_s": rmse(y_true, pred) if math.isfinite(score) else None}
+
+
+def _reference_row(name: str, y_true: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    return {"name": name, "kind": "reference", **_scores(y_true, pred)}
+
+
+def _train_mean_rt(windows_path: Path, train_subjects: list[str]) -> float:
+    with open_cache(windows_path) as cache:
+        subjects, rt = cache.subjects(), cache.rt()
+    return float(rt[np.isin(subjects, train_subjects)].mean())
+
+
+def _finite_or_null(obj: Any) -> Any:
+    """JSON has no NaN: write non-finite floats as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_null(v) for v in obj]
+    return obj

@@ -1,0 +1,47 @@
+"""The champion gate: which model, if any, replaces the champion tonight, and why."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from overnight.config import CompareConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What the gate decided, and why, in one sentence."""
+
+    promoted: bool
+    model: str | None
+    reason: str
+
+
+def decide(scores: dict[str, float | None], champion_nrmse: float | None, cfg: CompareConfig,
+           champion_problem: str | None = None) -> Decision:
+    """Promote the best finite model only if it beats the champion by ``cfg.margin``
+    (relative).
+
+    With no champion (``champion_nrmse`` None, or not finite because its files are
+    broken: ``champion_problem`` says why), the best finite model becomes champion.
+    """
+    margin = cfg.margin
+    finite = {name: s for name, s in scores.items() if s is not None and math.isfinite(s)}
+    if not finite:
+        failed = ", ".join(sorted(scores)) or "none trained"
+        return Decision(False, None, f"no model produced a finite validation NRMSE ({failed}); "
+                                     "the champion stays")
+    best = min(finite, key=finite.__getitem__)
+    score = finite[best]
+    if champion_nrmse is None or not math.isfinite(champion_nrmse):
+        why = champion_problem or "no champion yet"
+        return Decision(True, best, f"{why}: {best} becomes champion with NRMSE {score:.4f}")
+    needed = champion_nrmse * (1.0 - margin)
+    gain = 1.0 - score / champion_nrmse
+    if score < needed:
+        return Decision(True, best, f"{best} NRMSE {score:.4f} beats the champion's "
+                                    f"{champion_nrmse:.4f} by {gain:.1%} "
+                                    f"(margin {margin:.1%})")
+    return Decision(False, None, f"best model {best} NRMSE {score:.4f} does not beat the "
+                                 f"champion's {champion_nrmse:.4f} by the {margin:.1%} margin "
+                                 f"(needs < {needed:.4f}); the champion stays")

@@ -1,0 +1,126 @@
+"""The night folder: where every file of a night lives, and the stages in chain order.
+
+This module is the one owner of those names; everything else asks it (the Makefile, the
+user interface, spells the same paths for its targets). Standard library only: the host
+side of a night (driver, runner, status) uses it, also when the jobs run in containers.
+
+A night folder (``runs/<date>``, or ``work/demo``)::
+
+    night.log  night.json          the driver's log and record
+    logs/<stage>.log               one log per stage
+    status/<stage>.json            one status record per stage
+    windows.h5  split.json         stage windows
+    features.h5                    stage features
+    models/<name>/                 stage train-<name>
+    comparison.json                stage compare
+    preflight/                     a night folder of its own: the preflight's slice
+      bids/ submission/ reports/   (its input, a copy of the champion, its report)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+# The chain, top to bottom: the order in which the night runs its stages and every
+# listing (status, report) shows them.
+STAGES: tuple[str, ...] = ("synth", "preflight", "device", "windows", "features",
+                           "train-baseline", "train-hybrid", "compare", "report")
+# The stages up to the models, in the order the driver makes them (with `make -k`, so that
+# one failed model spares the others): the baseline needs no features, so it trains first.
+MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "features", "train-hybrid")
+# The jobs the preflight runs on its slice, in this order.
+PREFLIGHT_STAGES: tuple[str, ...] = ("device", *MODEL_STAGES, "compare", "report")
+TRAIN_PREFIX = "train-"
+
+WINDOWS_FILE = "windows.h5"
+SPLIT_FILE = "split.json"
+FEATURES_FILE = "features.h5"
+COMPARISON_FILE = "comparison.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class NightFolder:
+    """The paths of one night folder."""
+
+    root: Path
+
+    @property
+    def windows(self) -> Path:
+        """The window cache (stage windows)."""
+        return self.root / WINDOWS_FILE
+
+    @property
+    def split(self) -> Path:
+        """The subject split (stage windows)."""
+        return self.root / SPLIT_FILE
+
+    @property
+    def features(self) -> Path:
+        """The feature cache (stage features)."""
+        return self.root / FEATURES_FILE
+
+    @property
+    def models(self) -> Path:
+        """One sub-folder per trained model."""
+        return self.root / "models"
+
+    def model(self, name: str) -> Path:
+        """The folder of model ``name`` (stage train-<name>)."""
+        return self.models / name
+
+    @property
+    def comparison(self) -> Path:
+        """The scores and the gate's decision (stage compare)."""
+        return self.root / COMPARISON_FILE
+
+    @property
+    def status_dir(self) -> Path:
+        return self.root / "status"
+
+    def status(self, stage: str) -> Path:
+        """The status record of one stage."""
+        return self.status_dir / f"{stage}.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def log(self, stage: str) -> Path:
+        """The log of one stage."""
+        return self.logs_dir / f"{stage}.log"
+
+    @property
+    def night_log(self) -> Path:
+        """Everything the driver printed, time-stamped."""
+        return self.root / "night.log"
+
+    @property
+    def night_record(self) -> Path:
+        """The driver's attempts and the night's outcome."""
+        return self.root / "night.json"
+
+    @property
+    def preflight(self) -> NightFolder:
+        """The preflight's own night folder."""
+        return NightFolder(self.root / "preflight")
+
+    @property
+    def bids(self) -> Path:
+        """The preflight's slice of the input data (links)."""
+        return self.root / "bids"
+
+    @property
+    def submission(self) -> Path:
+        """The preflight's copy of the champion's submission folder."""
+        return self.root / "submission"
+
+    @property
+    def reports(self) -> Path:
+        """Where the preflight renders its report."""
+        return self.root / "reports"
+
+
+def stage_rank(stage: str) -> tuple[int, str]:
+    """Sort key: chain order, then unknown stages by name."""
+    return (STAGES.index(stage) if stage in STAGES else len(STAGES), stage)

@@ -1,0 +1,1 @@
+"""Stage report: the morning report, one self-contained HTML page per night."""

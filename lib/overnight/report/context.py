@@ -1,0 +1,428 @@
+"""What the morning report shows, gathered from a night folder.
+
+``build_report_context`` reads what the night's stages left (``layout.NightFolder``: the
+comparison, each model's history and ``model.json``, the stages' status records, and the
+preflight's when it failed) together with the window-cache summary and the environment;
+``overnight.report.render`` turns it into HTML.
+
+Any input may be missing or malformed: that costs its section a visible
+"not available: <why>" note, never the report. Text read from files is untrusted and
+reaches the page only through Jinja2 autoescaping; plots are inlined as PNG ``data:`` URIs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from overnight.atomic import read_json_lines
+from overnight.checks import as_path
+from overnight.layout import COMPARISON_FILE, NightFolder
+from overnight.night import records
+from overnight.report import plots
+
+log = logging.getLogger(__name__)
+
+CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "curves", "scatter", "subjects",
+                "timeline", "data", "environment")
+REPORT_STAGE = "report"  # the stage that renders this page: running while it does
+
+_MAX_SUBJECT_ROWS = 15  # worst subjects listed in the table; the plot shows all
+_ENV_ORDER = ("device", "code_version", "host", "python", "torch", "numpy", "numba", "h5py")
+
+
+def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict | None,
+                         environment: dict, *, cache_note: str | None = None) -> dict[str, Any]:
+    """Gather everything the morning report shows.
+
+    Parameters
+    ----------
+    work_dir : str or path-like
+        The night's folder (``layout.NightFolder``). Missing files become "not
+        available" notes.
+    cache_summary : dict or None
+        ``overnight.data.cache_summary`` of the windows file; None when unavailable.
+    environment : dict
+        ``overnight.provenance.environment()``.
+    cache_note : str, optional
+        Why ``cache_summary`` is None, shown in the data section.
+
+    Returns
+    -------
+    dict
+        One entry per section (keys ``CONTEXT_KEYS``); each section holds a ``note``
+        that is None when the section is available. Plots are PNG ``data:`` URIs.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type.
+    """
+    work_dir = as_path(work_dir, "work_dir")
+    if cache_summary is not None and not isinstance(cache_summary, dict):
+        raise TypeError(f"cache_summary must be a dict or None, got {type(cache_summary).__name__}")
+    if not isinstance(environment, dict):
+        raise TypeError(f"environment must be a dict, got {type(environment).__name__}")
+    if cache_note is not None and not isinstance(cache_note, str):
+        raise TypeError(f"cache_note must be a str or None, got {type(cache_note).__name__}")
+
+    folder = NightFolder(work_dir)
+    comparison, comparison_note = _load_comparison(folder.comparison)
+    runs = _load_runs(folder.models)
+    stages = _load_stages(folder)
+    preflight = [s for s in _load_stages(folder.preflight) if s["status"] == records.FAILED]
+    rows = _table_rows(comparison, runs)
+    colors = plots.palette([r["name"] for r in rows if r["kind"] != "reference"] + sorted(runs))
+    validation = comparison.get("validation") if comparison else None
+    timeline = _guarded("timeline", lambda: _timeline_section(stages))
+    return {
+        "generated": datetime.now().isoformat(timespec="seconds"),
+        "work_dir": str(work_dir),
+        "banner": _banner(comparison, comparison_note, rows, stages, timeline.get("total_s"),
+                          preflight),
+        "table": _guarded("table", lambda: _table_section(comparison, comparison_note, rows)),
+        "curves": _guarded("curves", lambda: _curves_section(runs, rows, colors)),
+        "scatter": _guarded("scatter", lambda: _scatter_section(validation, comparison_note,
+                                                                 rows, colors)),
+        "subjects": _guarded("subjects", lambda: _subjects_section(validation, comparison_note,
+                                                                   colors)),
+        "timeline": timeline,
+        "data": _guarded("data", lambda: _data_section(cache_summary, cache_note)),
+        "environment": _environment_section(environment, comparison, cache_summary),
+    }
+
+
+# ---------------------------------------------------------------- reading the inputs
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    """The parsed file, or None and why not."""
+    if not path.is_file():
+        return None, f"{path.name} not found in {path.parent}"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{path.name} unreadable: {exc}"
+
+
+def _load_comparison(path: Path) -> tuple[dict | None, str | None]:
+    """The comparison when its shape is usable (a dict with a list of row dicts)."""
+    comparison, note = _read_json(path)
+    if comparison is None:
+        return None, note
+    rows = comparison.get("rows") if isinstance(comparison, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return None, f"{path.name} is malformed: expected an object with a list of 'rows'"
+    for key in ("decision", "validation", "split"):
+        if not isinstance(comparison.get(key), dict):
+            comparison[key] = None
+    return comparison, None
+
+
+def _load_runs(models_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per model folder: its epoch history and model.json (None when absent)."""
+    if not models_dir.is_dir():
+        return {}
+    runs = {}
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+        meta, _ = _read_json(folder / "model.json")
+        try:
+            history = [r for r in read_json_lines(folder / "history.jsonl")
+                       if isinstance(r, dict)]
+        except (OSError, UnicodeDecodeError):
+            log.warning("unreadable history in %s", folder, exc_info=True)
+            history = []
+        runs[folder.name] = {"meta": meta if isinstance(meta, dict) else None,
+                             "history": history}
+    return runs
+
+
+def _load_stages(folder: NightFolder) -> list[dict[str, Any]]:
+    """One row per stage status record, in chain order, times parsed.
+
+    The report stage is running while it renders this page: its row says so, not
+    "running" (which would mean a stage left behind by a killed night).
+    """
+    stages = []
+    for raw in records.stage_records(folder):
+        start, end = _parse_time(raw.get("start")), _parse_time(raw.get("end"))
+        seconds = _number(raw.get("seconds"))
+        if seconds is None and start and end:
+            seconds = (end - start).total_seconds()
+        status, note = str(raw.get("status", "unknown")), raw.get("note")
+        if raw["stage"] == REPORT_STAGE and status == records.RUNNING:
+            status, note = "rendering", "this page"
+        stages.append({"stage": str(raw["stage"]), "status": status, "start": start,
+                       "end": end, "seconds": seconds, "exit_code": raw.get("exit_code"),
+                       "log": raw.get("log"), "reused": raw.get("reused") is True,
+                       "error": None if raw.get("error") is None else str(raw["error"]),
+                       "note": None if note is None else str(note)})
+    return stages
+
+
+def _guarded(section: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Build one section; a malformed input costs that section, never the report."""
+    try:
+        return build()
+    except Exception as exc:  # any bad value in any input file must not stop the report
+        log.warning("report section %r not available", section, exc_info=True)
+        return {"note": f"could not be built ({type(exc).__name__}: {exc})"}
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dict[str, Any]],
+            stages: list[dict[str, Any]], total_s: float | None,
+            preflight: list[dict[str, Any]]) -> dict[str, Any]:
+    """The decision, and everything that went wrong tonight (red when anything did).
+
+    A failed preflight (``preflight`` lists its failed jobs) and a night where every model
+    failed say so in the headline: in both, the champion was not touched.
+    """
+    problems = []
+    if comparison is None:
+        problems.append(f"comparison not available: {comparison_note}")
+    if not any(r["kind"] == "model" and r["nrmse"] is not None for r in rows):
+        problems.append("no model trained: no model has a finite validation NRMSE")
+    problems += [f"status/{s['stage']}.json unreadable: {s['note']}"
+                 for s in stages if s["status"] == records.UNREADABLE]
+    # the report stage renders this page as "rendering"; a stage still running was killed
+    problems += [f"stage {s['stage']} is still marked running (killed, or still going?)"
+                 for s in stages if s["status"] == records.RUNNING]
+    failed = [s for s in stages if s["status"] == records.FAILED]
+    decision = comparison.get("decision") if comparison else None
+    headline, reason, promoted = _decision_text(decision)
+    models = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]
+    training_failed = any(s["stage"].startswith("train-") for s in failed)
+    if preflight:
+        headline = "Preflight failed: the night stopped before the long stages"
+        reason = ("No model was trained and the champion is untouched. Fix the job below and "
+                  "rerun make overnight.")
+    elif not models and (comparison is not None or training_failed):
+        headline = "Every model failed: the champion stays"
+        previous = decision.get("previous") if decision else None
+        if isinstance(previous, dict) and previous.get("model") is not None:
+            headline += f" ({previous['model']})"
+    state = "promoted" if promoted else "kept"
+    if failed or problems or preflight:
+        state = "failed"
+    split = comparison.get("split") if comparison else None
+    return {"state": state, "headline": headline, "reason": reason, "failed": failed,
+            "preflight": preflight, "problems": problems, "total_s": total_s,
+            "best": min(models, key=lambda r: r["nrmse"]) if models else None,
+            "champion": _first(rows, "champion"), "mean": _first(rows, "reference"),
+            "split": {key: _number(value) for key, value in (split or {}).items()}}
+
+
+def _decision_text(decision: dict | None) -> tuple[str, str | None, bool]:
+    """Headline, reason and whether a model was promoted."""
+    if decision is None:
+        return "No decision tonight", None, False
+    reason = decision.get("reason")
+    reason = None if reason is None else str(reason)
+    if decision.get("promoted") is True:
+        return f"Promoted {decision.get('model')}", reason, True
+    previous = decision.get("previous")
+    if isinstance(previous, dict) and previous.get("model") is not None:
+        return f"Champion kept: {previous['model']}", reason, False
+    return "No model promoted", reason, False
+
+
+def _first(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    """The first row of a kind; for references, the mean predictor when present."""
+    matches = [r for r in rows if r["kind"] == kind]
+    if kind == "reference":
+        matches = [r for r in matches if r["name"] == "mean predictor"] or matches
+    return matches[0] if matches else None
+
+
+def _table_rows(comparison: dict | None, runs: dict[str, dict[str, Any]]) -> list[dict]:
+    """Rows of the model table: the comparison, or each model.json when it is missing."""
+    if comparison is not None:
+        return [_model_row(raw) for raw in comparison["rows"]]
+    return [_model_row({"name": name, "kind": "model", "nrmse": meta.get("best_val_nrmse"),
+                        "epochs": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
+                        "n_params": meta.get("n_params"),
+                        "train_seconds": meta.get("train_seconds")})
+            for name, run in runs.items() if (meta := run["meta"]) is not None]
+
+
+def _model_row(raw: dict[str, Any]) -> dict[str, Any]:
+    """One comparison row with numbers as float or None (null or NaN = failed); ``error``
+    says why a model or the champion could not be scored."""
+    row = {"name": str(raw.get("name", "?")), "kind": str(raw.get("kind", "model")),
+           "model": raw.get("model"), "since": raw.get("since"), "error": raw.get("error")}
+    for key in ("nrmse", "rmse_s", "delta_vs_champion", "epochs", "best_epoch", "n_params",
+                "train_seconds"):
+        row[key] = _number(raw.get(key))
+    return row
+
+
+def _table_section(comparison: dict | None, comparison_note: str | None,
+                   rows: list[dict[str, Any]]) -> dict[str, Any]:
+    if not rows:
+        return {"note": comparison_note or "no models"}
+    source = None if comparison else (f"comparison not available ({comparison_note}): "
+                                      "validation NRMSE from training (models/*/model.json), "
+                                      "no champion gate was run")
+    return {"note": None, "rows": rows, "source": source,
+            "margin": _number(comparison.get("margin")) if comparison else None,
+            "created": comparison.get("created") if comparison else None,
+            "code_version": comparison.get("code_version") if comparison else None}
+
+
+def _curves_section(runs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                    colors: dict[str, str]) -> dict[str, Any]:
+    """Learning curves of every model folder; compared models without one are listed."""
+    histories = {name: run["history"] for name, run in runs.items() if run["history"]}
+    expected = [r["name"] for r in rows if r["kind"] == "model"] + sorted(runs)
+    missing = [name for name in dict.fromkeys(expected) if name not in histories]
+    details = [_run_details(name, run["meta"]) for name, run in runs.items() if run["meta"]]
+    if not histories:
+        return {"note": "no training history (models/<name>/history.jsonl) found",
+                "missing": missing, "details": details}
+    return {"note": None, "plot": plots.plot_curves(histories, colors), "missing": missing,
+            "details": details}
+
+
+def _run_details(name: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """What model.json says about one training run, numbers as float or None."""
+    details = {key: _number(meta.get(key)) for key in
+               ("epochs_run", "best_epoch", "best_val_nrmse", "n_params", "train_seconds")}
+    texts = {key: None if meta.get(key) is None else str(meta[key])
+             for key in ("device", "precision", "stopped")}
+    return {"name": name, **details, **texts}
+
+
+def _validation_arrays(validation: dict) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Subjects, true RT and predictions per model, checked to be the same length."""
+    subjects = [str(s) for s in validation["subject"]]
+    y_true = plots.float_array(validation["y_true"])
+    if len(subjects) != y_true.size:
+        raise ValueError(f"{len(subjects)} subjects but {y_true.size} y_true values")
+    predictions = {}
+    for name, values in validation["predictions"].items():
+        predictions[str(name)] = plots.float_array(values)
+        if predictions[str(name)].size != y_true.size:
+            raise ValueError(f"predictions[{name!r}] has {predictions[str(name)].size} values, "
+                             f"y_true {y_true.size}")
+    return subjects, y_true, predictions
+
+
+def _scatter_section(validation: dict | None, comparison_note: str | None,
+                     rows: list[dict[str, Any]], colors: dict[str, str]) -> dict[str, Any]:
+    if validation is None:
+        return {"note": comparison_note or f"{COMPARISON_FILE} has no 'validation' predictions"}
+    _, y_true, predictions = _validation_arrays(validation)
+    if not predictions:
+        return {"note": f"{COMPARISON_FILE} has no predictions"}
+    nrmse = {r["name"]: r["nrmse"] for r in rows}
+    return {"note": None, "plot": plots.plot_scatter(y_true, predictions, nrmse, colors),
+            "n_windows": int(y_true.size)}
+
+
+def _subjects_section(validation: dict | None, comparison_note: str | None,
+                      colors: dict[str, str]) -> dict[str, Any]:
+    """RMSE per validation subject and model, worst subjects first."""
+    if validation is None:
+        return {"note": comparison_note or f"{COMPARISON_FILE} has no 'validation' predictions"}
+    subjects, y_true, predictions = _validation_arrays(validation)
+    if not predictions or not subjects:
+        return {"note": f"{COMPARISON_FILE} has no per-window predictions"}
+    names = list(predictions)
+    table = _per_subject_rmse(np.asarray(subjects), y_true, predictions)
+    table.sort(key=lambda r: _worst_first(r["rmse"]))
+    return {"note": None, "models": names, "rows": table[:_MAX_SUBJECT_ROWS],
+            "n_subjects": len(table), "plot": plots.plot_subjects(table, names, colors)}
+
+
+def _per_subject_rmse(subjects: np.ndarray, y_true: np.ndarray,
+                      predictions: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    rows = []
+    for subject in dict.fromkeys(subjects.tolist()):
+        mask = subjects == subject
+        rmse = {name: _number(float(np.sqrt(np.mean((y_true[mask] - pred[mask]) ** 2))))
+                for name, pred in predictions.items()}
+        rows.append({"subject": subject, "n_windows": int(mask.sum()),
+                     "rt_mean_s": float(np.mean(y_true[mask])), "rmse": rmse})
+    return rows
+
+
+def _worst_first(rmse: dict[str, float | None]) -> float:
+    """Sort key: highest mean finite RMSE first, subjects with no finite RMSE last."""
+    finite = [v for v in rmse.values() if v is not None]
+    return -float(np.mean(finite)) if finite else math.inf
+
+
+def _timeline_section(stages: list[dict[str, Any]]) -> dict[str, Any]:
+    if not stages:
+        return {"note": "no stage status files (status/<stage>.json) found", "total_s": None}
+    starts = [s["start"] for s in stages if s["start"]]
+    # The stages' own durations, not first start to last end: a rerun that reuses stages
+    # finished hours earlier must not look like a night that took hours.
+    total_s = sum(s["seconds"] or 0.0 for s in stages) or None
+    return {"note": None, "stages": stages, "total_s": total_s,
+            "plot": plots.plot_timeline(stages) if starts else None}
+
+
+def _data_section(summary: dict | None, note: str | None) -> dict[str, Any]:
+    if summary is None:
+        return {"note": note or "window-cache summary not provided (windows file missing "
+                                "or unreadable)"}
+    skipped = summary.get("skipped")
+    dropped = summary.get("dropped_trials")
+    return {
+        "note": None, "summary": summary,
+        "skipped": [{"path": str(s.get("path", "?")), "reason": str(s.get("reason", "?"))}
+                    for s in skipped if isinstance(s, dict)] if isinstance(skipped, list) else [],
+        "dropped": sorted(((str(k), _number(v)) for k, v in dropped.items()),
+                          key=lambda kv: -(kv[1] or 0)) if isinstance(dropped, dict) else [],
+        "numbers": {key: _number(summary.get(key)) for key in
+                    ("n_subjects", "n_recordings", "n_windows", "rt_mean_s", "rt_std_s",
+                     "sfreq_hz", "window_start_s", "window_stop_s")},
+    }
+
+
+def _environment_section(environment: dict, comparison: dict | None,
+                         cache_summary: dict | None) -> dict[str, Any]:
+    """Versions and the code version of each artefact, to spot a stale one."""
+    keys = [k for k in _ENV_ORDER if k in environment] + sorted(
+        str(k) for k in environment if k not in _ENV_ORDER)
+    items = [(key, str(environment[key])) for key in keys]
+    if comparison and comparison.get("code_version") is not None:
+        items.append(("comparison code_version", str(comparison["code_version"])))
+    if cache_summary and cache_summary.get("code_version") is not None:
+        items.append(("window cache code_version", str(cache_summary["code_version"])))
+    return {"note": None if items else "environment not provided", "rows": items}
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for null, NaN, infinities and anything not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An ISO timestamp as naive local time (aware ones converted), None when absent."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
+
+

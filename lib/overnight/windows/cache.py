@@ -1,0 +1,319 @@
+"""The window cache's schema: the one module that writes and reads it.
+
+Datasets, one row per window: ``eeg`` (N, 129, n_times) float32 volts, chunked by window,
+and the columns of ``COLUMNS``. Attributes: the rate, the window, the channel names, the
+BIDS root, the sources, the skipped recordings and dropped trials, the config and the code
+version. ``open_cache`` reads it; ``create_cache`` and ``CacheWriter`` write it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from overnight.atomic import atomic_path
+from overnight.checks import as_path, existing_file
+from overnight.config import WindowsConfig
+from overnight.hbn.channels import CH_NAMES, N_CHANS
+from overnight.provenance import code_version
+
+_STRINGS = h5py.string_dtype(encoding="utf-8")
+EEG = "eeg"
+# Per-window columns beside ``eeg``: name -> dtype.
+COLUMNS: dict[str, Any] = {
+    "rt": np.float32, "subject": _STRINGS, "run": np.int16, "trial": np.int32,
+    "stim_onset_s": np.float64, "response_onset_s": np.float64, "hand": _STRINGS,
+    "correct": np.bool_, "recording": np.int32,
+}
+_REQUIRED_ATTRS = ("sfreq_hz", "window_start_s", "window_stop_s", "created")
+
+
+# ---------------------------------------------------------------------------- writing
+
+class CacheWriter:
+    """Appends windows to an open, new cache file."""
+
+    def __init__(self, h5: h5py.File, cfg: WindowsConfig) -> None:
+        self._h5, self._cfg = h5, cfg
+        # Chunked by window: readers take one window or a run of windows, never a channel.
+        h5.create_dataset(EEG, shape=(0, N_CHANS, cfg.n_times),
+                          maxshape=(None, N_CHANS, cfg.n_times), dtype=np.float32,
+                          chunks=(1, N_CHANS, cfg.n_times))
+        for name, dtype in COLUMNS.items():
+            h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
+
+    @property
+    def n_windows(self) -> int:
+        return int(self._h5[EEG].shape[0])
+
+    def append(self, columns: Mapping[str, Any]) -> None:
+        """Append windows: ``columns`` maps ``eeg`` and every name of ``COLUMNS`` to arrays
+        of one length."""
+        missing = sorted({EEG, *COLUMNS} - set(columns))
+        if missing:
+            raise ValueError(f"windows lack the column(s) {missing}")
+        shape = np.shape(columns[EEG])[1:]
+        if shape != (N_CHANS, self._cfg.n_times):
+            raise ValueError(f"eeg windows have shape {shape}; expected "
+                             f"({N_CHANS}, {self._cfg.n_times})")
+        start = self.n_windows
+        stop = start + len(columns[EEG])
+        for name, values in columns.items():
+            self._h5[name].resize(stop, axis=0)
+            self._h5[name][start:stop] = values
+
+    def finish(self, bids_root: Path, sources: list[dict[str, Any]],
+               skipped: list[dict[str, str]], dropped: Counter[str]) -> None:
+        """Write the attributes that describe the whole cache."""
+        self._h5.attrs.update({
+            "sfreq_hz": self._cfg.sfreq_hz,
+            "window_start_s": self._cfg.window_start_s,
+            "window_stop_s": self._cfg.window_stop_s,
+            "n_times": self._cfg.n_times,
+            "ch_names": list(CH_NAMES),
+            "bids_root": str(bids_root),
+            "sources": json.dumps(sources),
+            "skipped": json.dumps(skipped),
+            "dropped_trials": json.dumps(dict(sorted(dropped.items()))),
+            "config": json.dumps(dataclasses.asdict(self._cfg)),
+            "code_version": code_version(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+
+
+@contextlib.contextmanager
+def create_cache(out_path: str | os.PathLike[str], cfg: WindowsConfig) -> Iterator[CacheWriter]:
+    """A writer into a new cache, moved onto ``out_path`` when the block ends without an
+    exception (a crash leaves the old cache or none)."""
+    out = as_path(out_path, "out_path")
+    with atomic_path(out, suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
+        yield CacheWriter(h5, cfg)
+
+
+def write_cache_from_chunks(out_path: str | os.PathLike[str],
+                            chunks: Iterable[Mapping[str, np.ndarray]], cfg: WindowsConfig,
+                            source: str) -> int:
+    """Write windows made elsewhere (e.g. simulated) into a cache of the same layout.
+
+    Each chunk maps ``eeg`` and every name of ``COLUMNS`` to an array of the chunk's length.
+    Chunks are appended one at a time, so memory holds one chunk; the file is written
+    atomically. Returns the number of windows.
+    """
+    with create_cache(out_path, cfg) as writer:
+        for chunk in chunks:
+            writer.append(chunk)
+        writer.finish(Path(source), [], [], Counter())
+        return writer.n_windows
+
+
+# ---------------------------------------------------------------------------- reading
+
+class WindowCache:
+    """An open window cache (read only)."""
+
+    def __init__(self, h5: h5py.File, path: Path) -> None:
+        self._h5, self.path = h5, path
+
+    @property
+    def eeg(self) -> h5py.Dataset:
+        """The windows, (N, 129, n_times) float32 volts."""
+        return self._h5[EEG]
+
+    @property
+    def n_windows(self) -> int:
+        return int(self._h5[EEG].shape[0])
+
+    @property
+    def n_chans(self) -> int:
+        return int(self._h5[EEG].shape[1])
+
+    @property
+    def n_times(self) -> int:
+        return int(self._h5[EEG].shape[2])
+
+    @property
+    def window_bytes(self) -> int:
+        """Bytes of one window in memory."""
+        return self.n_chans * self.n_times * self._h5[EEG].dtype.itemsize
+
+    @property
+    def sfreq_hz(self) -> float:
+        return float(self._h5.attrs["sfreq_hz"])
+
+    @property
+    def window_start_s(self) -> float:
+        return float(self._h5.attrs["window_start_s"])
+
+    @property
+    def created(self) -> str:
+        return str(self._h5.attrs["created"])
+
+    def subjects(self) -> np.ndarray:
+        """(N,) subject ids, str."""
+        return np.asarray(self._h5["subject"].asstr()[()], dtype=str)
+
+    def rt(self) -> np.ndarray:
+        """(N,) response times from the stimulus, float64 seconds."""
+        return self._h5["rt"][()].astype(np.float64)
+
+    def column(self, name: str) -> np.ndarray:
+        """One per-window column of ``COLUMNS``, whole."""
+        if name not in COLUMNS:
+            raise ValueError(f"column={name!r}: expected one of {sorted(COLUMNS)}")
+        dataset = self._h5[name]
+        return dataset.asstr()[()] if dataset.dtype == _STRINGS else dataset[()]
+
+    def read_eeg(self, rows: np.ndarray) -> np.ndarray:
+        """Windows ``rows`` (ascending), one read per contiguous run."""
+        return read_rows(self.eeg, rows)
+
+    def attr_json(self, name: str) -> Any:
+        """A JSON attribute (``sources``, ``skipped``, ``dropped_trials``, ``config``)."""
+        return json.loads(self._h5.attrs[name])
+
+    def attr(self, name: str) -> str:
+        """A text attribute (``bids_root``, ``created``, ``code_version``)."""
+        return str(self._h5.attrs[name])
+
+
+@contextlib.contextmanager
+def open_cache(path: str | os.PathLike[str]) -> Iterator[WindowCache]:
+    """Open a window cache for reading.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The file is not a window cache (no ``eeg`` of shape (N, 129, T), or an attribute is
+        missing).
+    """
+    cache_path = existing_file(path, "cache_path")
+    with h5py.File(cache_path, "r") as h5:
+        if EEG not in h5 or h5[EEG].ndim != 3 or h5[EEG].shape[1] != N_CHANS:
+            raise ValueError(f"{cache_path}: expected a window cache with dataset {EEG!r} of "
+                             f"shape (N, {N_CHANS}, T)")
+        missing = [key for key in _REQUIRED_ATTRS if key not in h5.attrs]
+        if missing:
+            raise ValueError(f"{cache_path}: missing attribute(s) {missing} of a window cache")
+        yield WindowCache(h5, cache_path)
+
+
+@dataclass(frozen=True, eq=False)
+class WindowSet:
+    """Windows read from the cache, in cache order."""
+
+    eeg: np.ndarray  # (n, 129, n_times) float32, volts
+    rt: np.ndarray  # (n,) float32, seconds from the stimulus
+    subject: np.ndarray  # (n,) str
+    run: np.ndarray  # (n,) int16
+    trial: np.ndarray  # (n,) int32, trial index within the run
+    index: np.ndarray  # (n,) int64, row in the cache, ascending
+    sfreq_hz: float
+    window_start_s: float  # window start after the stimulus
+
+    def __len__(self) -> int:
+        return int(self.rt.shape[0])
+
+
+def load_windows(cache_path: str | os.PathLike[str],
+                 subjects: Collection[str] | None = None) -> WindowSet:
+    """Read the windows of some subjects (all by default) from the cache.
+
+    Parameters
+    ----------
+    cache_path : str or PathLike
+        A window cache.
+    subjects : collection of str, optional
+        Subject ids to read; ``None`` reads every window.
+
+    Returns
+    -------
+    WindowSet
+
+    Raises
+    ------
+    TypeError
+        ``subjects`` is a single string or holds non-strings.
+    ValueError
+        A requested subject is not in the cache.
+    """
+    if subjects is not None and (isinstance(subjects, str)
+                                 or not all(isinstance(s, str) for s in subjects)):
+        raise TypeError(f"subjects: expected a collection of str ids, got {subjects!r:.80}")
+    with open_cache(cache_path) as cache:
+        all_subjects = cache.subjects()
+        if subjects is None:
+            mask = np.ones(all_subjects.shape, dtype=bool)
+        else:
+            unknown = sorted(set(subjects) - set(all_subjects))
+            if unknown:
+                raise ValueError(f"subjects: {unknown[:10]} not in the cache {cache_path}")
+            mask = np.isin(all_subjects, list(subjects))
+        index = np.flatnonzero(mask)
+        return WindowSet(eeg=cache.read_eeg(index), rt=cache.column("rt")[mask],
+                         subject=all_subjects[mask], run=cache.column("run")[mask],
+                         trial=cache.column("trial")[mask], index=index,
+                         sfreq_hz=cache.sfreq_hz, window_start_s=cache.window_start_s)
+
+
+def read_rows(dataset: h5py.Dataset, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` (ascending) of a dataset, one read per contiguous run."""
+    out = np.empty((len(index), *dataset.shape[1:]), dtype=dataset.dtype)
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    for pos in np.split(np.arange(len(index)), breaks):
+        if len(pos):
+            first, last = int(index[pos[0]]), int(index[pos[-1]])
+            dataset.read_direct(out, np.s_[first:last + 1], np.s_[pos[0]:pos[-1] + 1])
+    return out
+
+
+def cache_identity(cache_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a split was made from, without hashing the whole cache.
+
+    Returns
+    -------
+    dict
+        ``n_windows``, ``n_subjects`` and ``subjects_sha256`` (of the sorted unique ids,
+        one per line).
+    """
+    with open_cache(cache_path) as cache:
+        subjects = sorted(set(cache.subjects().tolist()))
+        n_windows = cache.n_windows
+    digest = hashlib.sha256("\n".join(subjects).encode("utf-8")).hexdigest()
+    return {"n_windows": n_windows, "n_subjects": len(subjects), "subjects_sha256": digest}
+
+
+def cache_summary(cache_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What the report shows about a cache: sizes, skips, drops, RT, window spec, provenance."""
+    with open_cache(cache_path) as cache:
+        rt_s = cache.rt()
+        sources = cache.attr_json("sources")
+        return {
+            "n_windows": int(rt_s.shape[0]),
+            "n_subjects": len({s["subject"] for s in sources}),
+            "n_recordings": len(sources),
+            "skipped": cache.attr_json("skipped"),
+            "dropped_trials": cache.attr_json("dropped_trials"),
+            "rt_mean_s": float(rt_s.mean()),
+            "rt_std_s": float(rt_s.std()),
+            "sfreq_hz": cache.sfreq_hz,
+            "window_start_s": cache.window_start_s,
+            "window_stop_s": float(cache.attr("window_stop_s")),
+            "n_times": cache.n_times,
+            "bids_root": cache.attr("bids_root"),
+            "created": cache.created,
+            "code_version": cache.attr("code_version"),
+        }

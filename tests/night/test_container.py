@@ -1,0 +1,179 @@
+"""The docker runner's command line for each GPU kind, its checks, and `make -n` with it."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from overnight.night import container
+from overnight.night.container import check_docker, docker_prefix, image_name, stale_containers
+
+REPO = Path(__file__).resolve().parents[2]
+AMD_FLAGS = ["--device=/dev/kfd", "--device=/dev/dri", "--ipc=host", "--shm-size=16g"]
+PASSTHROUGH = ("HSA_OVERRIDE_GFX_VERSION", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+               "CUDA_VISIBLE_DEVICES")
+
+
+def _prefix(gpu: str) -> list[str]:
+    return docker_prefix(gpu, image_name(gpu), "/srv/overnight", ["/data/hbn"],
+                         ["runs/2026-01-02", "reports", "submission"], user=(1234, 567),
+                         render_gid=109)
+
+
+def _pairs(words: list[str], flag: str) -> list[str]:
+    return [value for word, value in itertools.pairwise(words) if word == flag]
+
+
+@pytest.mark.parametrize("gpu", ["amd", "nvidia", "none"])
+def test_every_kind_runs_as_the_caller_with_the_same_mounts(gpu):
+    words = _prefix(gpu)
+
+    assert words[:3] == ["docker", "run", "--rm"]
+    assert words[-2:] == [f"overnight:{container.IMAGE_FLAVOURS[gpu]}", "python"]
+    assert _pairs(words, "--user") == ["1234:567"]
+    mounts = _pairs(words, "--mount")
+    assert "type=bind,source=/data/hbn,target=/data/hbn,readonly" in mounts
+    assert "type=bind,source=/srv/overnight,target=/srv/overnight,readonly" in mounts
+    for rw in ("runs/2026-01-02", "reports", "submission", ".numba_cache"):
+        path = f"/srv/overnight/{rw}"
+        assert f"type=bind,source={path},target={path}" in mounts  # read-write
+    assert _pairs(words, "--workdir") == ["/srv/overnight"]
+    env = _pairs(words, "--env")
+    assert "PYTHONPATH=/srv/overnight/lib" in env
+    assert "NUMBA_CACHE_DIR=/srv/overnight/.numba_cache" in env
+
+
+def test_amd_gets_devices_groups_ipc_shm_and_seccomp():
+    words = _prefix("amd")
+    for flag in AMD_FLAGS:
+        assert flag in words
+    assert _pairs(words, "--group-add") == ["video", "109"]
+    assert _pairs(words, "--security-opt") == ["seccomp=unconfined"]
+    assert "--gpus" not in words
+
+
+def test_nvidia_gets_all_gpus_and_none_gets_no_device():
+    nvidia = _prefix("nvidia")
+    assert _pairs(nvidia, "--gpus") == ["all"]
+    assert not set(AMD_FLAGS) & set(nvidia)
+    cpu = _prefix("none")
+    assert "--gpus" not in cpu and not set(AMD_FLAGS) & set(cpu)
+    assert "--group-add" not in cpu
+
+
+def test_device_variables_pass_through_by_name():
+    # the name alone: docker copies the caller's value at run time when it is set, so no
+    # value is baked into the Makefile's command (nor shown by make -n)
+    amd = _pairs(_prefix("amd"), "--env")
+    assert set(PASSTHROUGH) <= set(amd)
+    nvidia = _pairs(_prefix("nvidia"), "--env")
+    assert "CUDA_VISIBLE_DEVICES" in nvidia and "HSA_OVERRIDE_GFX_VERSION" not in nvidia
+    assert not set(PASSTHROUGH) & set(_pairs(_prefix("none"), "--env"))
+
+
+def test_a_path_both_read_only_and_read_write_is_mounted_once_read_write(tmp_path):
+    words = docker_prefix("none", "img", tmp_path, ["data"], ["data"], user=(1, 1))
+    mounts = [m for m in _pairs(words, "--mount") if f"source={tmp_path / 'data'}," in m]
+    assert mounts == [f"type=bind,source={tmp_path / 'data'},target={tmp_path / 'data'}"]
+
+
+def test_bad_arguments_name_what_is_allowed():
+    with pytest.raises(ValueError, match="GPU='intel': expected one of amd, nvidia, none"):
+        docker_prefix("intel", "img", "/srv")
+    with pytest.raises(ValueError, match="make image"):
+        docker_prefix("amd", " ", "/srv")
+    with pytest.raises(ValueError, match="comma"):
+        docker_prefix("none", "img", "/srv", ["/data/a,b"])
+    with pytest.raises(TypeError, match="read_only path=3: expected a path"):
+        docker_prefix("none", "img", "/srv", [3])
+
+
+def _answers(**codes: int):
+    """A fake ``run`` for check_docker: exit code per docker sub-command."""
+    def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+        code = codes.get(command[1], 0)
+        return subprocess.CompletedProcess(command, code, "", "Cannot connect to the Docker "
+                                           "daemon" if code else "")
+    return run
+
+
+def test_check_docker_names_the_fix(monkeypatch, tmp_path):
+    present = {"docker": "/usr/bin/docker"}.get
+    assert "install Docker" in check_docker("overnight:cpu", "none", which=lambda _: None)
+    assert "RUNNER=local" in check_docker("overnight:cpu", "none", which=lambda _: None)
+    daemon = check_docker("overnight:cpu", "none", _answers(info=1), present)
+    assert "cannot reach the Docker daemon" in daemon and "systemctl start docker" in daemon
+    image = check_docker("overnight:rocm", "amd", _answers(image=1), present)
+    assert image == "docker image overnight:rocm not found: build it with `make image GPU=amd`"
+
+    monkeypatch.setitem(container._GPU_DEVICES, "amd", (str(tmp_path / "kfd"),))
+    assert "does not exist" in check_docker("overnight:rocm", "amd", _answers(), present)
+    (tmp_path / "kfd").touch()
+    assert check_docker("overnight:rocm", "amd", _answers(), present) is None
+
+
+def test_stale_containers_are_found_by_label():
+    seen = []
+
+    def run(command):
+        seen.append(command)
+        return subprocess.CompletedProcess(command, 0, "abc123\ndef456\n", "")
+
+    assert stale_containers("/srv/overnight", run) == ["abc123", "def456"]
+    assert f"label={container.CONTAINER_LABEL}=/srv/overnight" in seen[0]
+
+
+def test_job_prints_the_prefix_as_one_shell_line(capsys):
+    spec = importlib.util.spec_from_file_location("container_job", REPO / "jobs" / "container.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+
+    assert job.main(["prefix", "--gpu", "nvidia", "--image", "overnight:cuda", "--repo",
+                     "/srv/overnight", "--ro", "/data/hbn", "--rw", "runs/x"]) == 0
+    printed = shlex.split(capsys.readouterr().out)
+    assert printed == docker_prefix("nvidia", "overnight:cuda", "/srv/overnight",
+                                    ["/data/hbn"], ["runs/x"])
+
+
+def _make_dry_run(tmp_path: Path, gpu: str) -> str:
+    variables = {"RUNNER": "docker", "GPU": gpu, "DATA": "/data/hbn/R1_L100",
+                 "RUNS": str(tmp_path / "runs"), "DATE": "2026-01-02",
+                 "SUBMISSION": str(tmp_path / "submission"), "REPORTS": str(tmp_path / "reports"),
+                 "PYTHON": sys.executable}
+    proc = subprocess.run(["make", "-C", str(REPO), "-n", "overnight",
+                           *[f"{k}={v}" for k, v in variables.items()]],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _stage_commands(output: str, stage: str, work: str) -> list[str]:
+    return [line for line in output.splitlines()
+            if f"--work {work} {stage} -- " in line]
+
+
+@pytest.mark.parametrize("gpu", ["amd", "nvidia", "none"])
+def test_make_dry_run_shows_the_docker_command_of_every_stage(tmp_path, gpu):
+    out = _make_dry_run(tmp_path, gpu)
+    night = str(tmp_path / "runs" / "2026-01-02")
+
+    for stage, job in [("windows", "windows.py"), ("features", "features.py"),
+                       ("train-baseline", "train.py"), ("train-hybrid", "train.py"),
+                       ("compare", "compare.py"), ("report", "report.py")]:
+        for work in (night, f"{night}/preflight"):
+            (line,) = _stage_commands(out, stage, work)
+            words = shlex.split(line.split(" -- ", 1)[1].replace("\\", ""))
+            assert words[:3] == ["docker", "run", "--rm"]
+            assert f"overnight:{container.IMAGE_FLAVOURS[gpu]}" in words
+            assert words[words.index("python") + 1] == f"jobs/{job}"
+            assert ("--device=/dev/kfd" in words) == (gpu == "amd")
+            assert ("--gpus" in words) == (gpu == "nvidia")
+    assert "preflight: check docker, its daemon and the image" in out
+    assert "preflight: link 3 subjects of /data/hbn/R1_L100" in out
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
