@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from overnight.config import TrainConfig
 from overnight.models import RTModel, build_model
 
 
@@ -47,13 +48,15 @@ def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: int = 1024,
+def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: int | None = None,
             features: torch.Tensor | None = None) -> np.ndarray:
     """Predictions in seconds, (N,) float64, with the model in eval mode (deterministic).
 
-    ``x`` (N, C, T) volts. Without ``features`` a hybrid model computes its own from
+    ``x`` (N, C, T) volts, in batches of ``batch_size`` windows (default: the config's
+    ``train.eval_batch_size``). Without ``features`` a hybrid model computes its own from
     the window, as the submission does.
     """
+    batch_size = batch_size or TrainConfig().eval_batch_size
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

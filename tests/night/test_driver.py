@@ -88,7 +88,8 @@ def fake(tmp_path, monkeypatch):
                     "lock_path": tmp_path / "runs" / ".lock",
                     "reports_dir": tmp_path / "reports", "data": data,
                     "submission_dir": tmp_path / "submission", "preflight_subjects": 2,
-                    "make": (sys.executable, str(script)), **kwargs}
+                    "make": (sys.executable, str(script)), "runner": "local", "gpu": "none",
+                    "image": "overnight:cpu", **kwargs}
         return Night(**settings)
 
     def calls_made(queries: bool = False) -> list[str]:

@@ -76,10 +76,10 @@ class Night:
     data: Path  # tonight's BIDS root: the preflight links its slice from it
     submission_dir: Path  # the champion: the preflight compares against a copy
     preflight_subjects: int  # subjects in the preflight's slice
-    make: tuple[str, ...] = ("make", "--no-print-directory")
-    runner: str = "local"  # "docker": check docker first, stop stale containers
-    gpu: str = "none"  # with runner "docker": the GPU kind the image is for
-    image: str = ""  # with runner "docker": the image the jobs run in
+    make: tuple[str, ...]  # the command that makes a target, e.g. ("make", "-C", repo)
+    runner: str  # "local" or "docker" (check docker first, stop stale containers)
+    gpu: str  # with runner "docker": the GPU kind the image is for
+    image: str  # with runner "docker": the image the jobs run in
     fresh: bool = False  # start the night over
     notify_cmd: str | None = None  # run at the end with the outcome (sh -c)
 
