@@ -36,8 +36,14 @@ IMAGE ?= overnight:$(FLAVOUR)
 FRESH ?=
 NOTIFY_CMD ?=
 export NOTIFY_CMD
+# The preflight links up to PREFLIGHT_MAX_SUBJECTS subjects of DATA and reads them in order
+# until PREFLIGHT_SUBJECTS give windows.
 PREFLIGHT_SUBJECTS ?= 3
+PREFLIGHT_MAX_SUBJECTS ?= 20
+# Processes that read recordings in the window stage (empty: one per core).
+NPROC ?=
 TRAIN_SET ?=
+WINDOWS_SET ?=
 EXTRA_RO ?=
 SETUP_STAMP ?= $(VENV)/.installed
 
@@ -51,7 +57,7 @@ HOST_PY := PYTHONPATH=lib$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON)
 OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) .numba_cache
 READY := $(OUT_DIRS)
 CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
-            --ro $(DATA) $(foreach p,$(EXTRA_RO),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
+            $(foreach p,$(DATA) $(EXTRA_RO),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
             --rw $(SUBMISSION)
 ifeq ($(origin JOB),undefined)
 JOB := $(shell $(CONTAINER))
@@ -79,12 +85,13 @@ DRY_RUN := $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 # The night driver: it holds the lock and makes each stage's target in turn.
 NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) \
         --reports $(REPORTS) --data $(DATA) --submission $(SUBMISSION) \
-        --preflight-subjects $(PREFLIGHT_SUBJECTS) --make "$(MAKE) --no-print-directory" \
+        --preflight-subjects $(PREFLIGHT_SUBJECTS) \
+        --preflight-max-subjects $(PREFLIGHT_MAX_SUBJECTS) --make "$(MAKE) --no-print-directory" \
         --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh)
 
 .PHONY: help setup demo synth overnight night-command ready preflight device windows features \
         train-baseline train-hybrid models compare report rollback image status logs \
-        install-cron test test-all lint clean distclean bench bench-data
+        install-cron test test-all lint clean distclean bench bench-windows bench-data
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -156,8 +163,9 @@ rollback: | $(READY) ## make the baseline of WORK champion again and regenerate 
 $(SYNTH_DATA)/dataset_description.json: | $(READY) $(if $(filter docker,$(RUNNER)),$(SYNTH_DATA))
 	$(STAGE) synth -- $(JOB_SYNTH) jobs/synth.py $(CFG) --out $(SYNTH_DATA)
 
-$(WINDOWS) $(SPLIT) &: $(wildcard $(DATA)/dataset_description.json) | $(READY)
-	$(STAGE) windows -- $(JOB) jobs/windows.py $(CFG) --bids-root $(DATA) --out $(WINDOWS) \
+$(WINDOWS) $(SPLIT) &: $(foreach d,$(DATA),$(wildcard $(d)/dataset_description.json)) | $(READY)
+	$(STAGE) windows -- $(JOB) jobs/windows.py $(CFG) $(WINDOWS_SET) \
+	    $(if $(NPROC),--set windows.workers=$(NPROC)) --bids-root $(DATA) --out $(WINDOWS) \
 	    --split-out $(SPLIT)
 
 $(FEATURES): $(WINDOWS)
@@ -191,15 +199,19 @@ bench-data: | $(READY) ## write the real-size benchmark cache: N (41,071) simula
 	$(PY) bench/make_data.py --n $(N) --out $(BENCH_WORK)/windows.h5 \
 	    --split-out $(BENCH_WORK)/split.json
 
-bench: | $(READY) ## benchmark features, training and the chain; update docs/BENCHMARKS.md
+bench: | $(READY) ## benchmark windows, features, training and the chain; update docs/BENCHMARKS.md
 	$(PY) bench/run.py --work $(BENCH_WORK) $(if $(filter command line,$(origin N)),--n $(N))
+
+bench-windows: | $(READY) ## benchmark the window stage alone: 1 worker vs every core, 500 Hz .set
+	$(PY) bench/run.py --work $(BENCH_WORK) --only-windows
 
 ## ---- Set-up and upkeep ----
 setup: $(SETUP_STAMP) ## create the virtualenv with pinned dependencies (.venv)
 
-$(SETUP_STAMP): requirements.txt requirements-runtime.txt pyproject.toml
+$(SETUP_STAMP): requirements.txt requirements-runtime.txt requirements-eegdash.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-eegdash.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
     parser.add_argument("--skip-quality", action="store_true",
                         help="skip the night-vs-small-batch-fp32 quality comparison (GPU)")
+    parser.add_argument("--only-windows", action="store_true",
+                        help="only the window stage on 500 Hz recordings (its own section)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     gpu = torch.cuda.is_available()
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
 
+    measure("window_stage", window_stage, work / "bids-500hz")
+    if args.only_windows:
+        return _finish(args.out, results, with_chain=False)
     if _cached_size(windows) != n:
         measure("bench_data", run_job, "bench data", [
             "bench/make_data.py", "--n", str(n), "--out", str(windows), "--split-out", str(split)])
@@ -81,11 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     measure("chain", chain, work, windows, split, config)
     if gpu and not args.skip_quality:
         measure("quality", quality_comparison, work, windows, split, config)
+    return _finish(args.out, results, with_chain=True)
+
+
+def _finish(out: Path, results: dict[str, Any], with_chain: bool) -> int:
     if "errors" in results:
         log.error("failed measurements: %s", results["errors"])
         return 1
-    write_markdown(args.out, results)
-    print(summary(results))
+    write_markdown(out, results, with_chain)
+    print(summary(results) if with_chain else render_windows(results))
     return 0
 
 
@@ -121,6 +130,44 @@ def run_job(name: str, argv: list[str]) -> dict[str, Any]:
         peak_gb = int(Path(peak_file.name).read_text()) * 1024 / 1e9  # KiB on Linux
     log.info("%s: %.1f s, peak RSS %.2f GB", name, seconds, peak_gb)
     return {"seconds": round(seconds, 2), "peak_rss_gb": round(peak_gb, 3)}
+
+
+# The window stage's input: 500 Hz EEGLAB recordings, as the HBN originals, that the stage
+# must band-pass, resample to 100 Hz and cut.
+WINDOW_BENCH_SYNTH = ("synth.sfreq_hz=500", "synth.fmt='set'", "synth.n_subjects=20",
+                      "synth.runs_per_subject=3")
+
+
+def window_stage(bids: Path) -> dict[str, Any]:
+    """The window stage with one worker and with every core, on the same recordings; their
+    caches must hold the same data."""
+    if not (bids / "dataset_description.json").exists():
+        run_job("window-stage data", ["jobs/synth.py", "--out", str(bids),
+                                      *_settings(WINDOW_BENCH_SYNTH)])
+    cores = os.cpu_count() or 1
+    result: dict[str, Any] = {"cores": cores}
+    caches = {}
+    for name, workers in (("one", 1), ("all", cores)):
+        caches[name] = bids.parent / f"windows-{name}.h5"
+        result[name] = run_job(f"window stage, {workers} worker(s)", [
+            "jobs/windows.py", "--bids-root", str(bids), "--out", str(caches[name]),
+            "--split-out", str(bids.parent / f"split-{name}.json"),
+            *_settings([f"windows.workers={workers}"])])
+    with open_cache(caches["one"]) as one, open_cache(caches["all"]) as every:
+        result["n_windows"] = one.n_windows
+        result["n_recordings"] = len(one.attr_json("sources")) + len(one.attr_json("skipped"))
+        result["identical"] = np.array_equal(one.eeg[()], every.eeg[()]) and all(
+            np.array_equal(one.column(c), every.column(c))
+            for c in ("rt", "subject", "stim_onset_s"))
+    for name in ("one", "all"):
+        seconds = result[name]["seconds"]
+        result[name].update(windows_per_s=round(result["n_windows"] / seconds, 1),
+                            recordings_per_s=round(result["n_recordings"] / seconds, 2))
+    return result
+
+
+def _settings(settings: Any) -> list[str]:
+    return [arg for setting in settings for arg in ("--set", setting)]
 
 
 def features_job(windows: Path, out: Path) -> dict[str, Any]:
@@ -368,10 +415,42 @@ def summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, r: dict[str, Any]) -> None:
-    """Replace this machine's section of the benchmarks page, keep the others."""
+def write_markdown(path: Path, r: dict[str, Any], with_chain: bool = True) -> None:
+    """Replace this machine's sections of the benchmarks page, keep the others."""
     key = r["machine"]["gpu"] if r["machine"]["gpu"] != "none" else "CPU only"
-    replace_section(path, key, render_section(key, r))
+    if with_chain:
+        replace_section(path, key, render_section(key, r))
+    cores = r["window_stage"]["cores"]
+    replace_section(path, f"window stage, {cores} cores", render_windows(r))
+
+
+def render_windows(r: dict[str, Any]) -> str:
+    """The window stage: one worker against every core, on the same recordings."""
+    w, m = r["window_stage"], r["machine"]
+    one, every = w["one"], w["all"]
+    return "\n".join([
+        f"## Window stage, {w['cores']} cores\n",
+        f"- command: `{r['command']}` (`make bench-windows`; the full `make bench` runs it "
+        f"too), {time.strftime('%Y-%m-%d')}",
+        f"- machine: {m['cpu']}; {m['memory']}; Python {m['python']}",
+        f"- data: {w['n_recordings']} recordings of `make synth` at 500 Hz, EEGLAB `.set` "
+        f"({', '.join(WINDOW_BENCH_SYNTH)}): read, band-passed, resampled to 100 Hz, checked, "
+        f"cut into {w['n_windows']:,} windows",
+        "",
+        "| workers | wall (job) | windows/s | recordings/s | peak RSS of the job's own "
+        "process |",
+        "| --- | --- | --- | --- | --- |",
+        f"| 1 | {one['seconds']:.1f} s | {one['windows_per_s']:,} | {one['recordings_per_s']} "
+        f"| {one['peak_rss_gb']:.2f} GB |",
+        f"| {w['cores']} (all cores) | {every['seconds']:.1f} s | {every['windows_per_s']:,} | "
+        f"{every['recordings_per_s']} | {every['peak_rss_gb']:.2f} GB |",
+        "",
+        f"Speed-up {one['seconds'] / every['seconds']:.2f}x; the two caches hold "
+        f"{'the same' if w['identical'] else 'DIFFERENT'} EEG, RTs, subjects and onsets. "
+        "With one worker the job reads in its own process, so its peak is what one worker "
+        "needs (one 500 Hz recording and MNE); with more, each worker needs about as much.",
+        "",
+    ]) + "\n"
 
 
 def replace_section(path: Path, key: str, body: str) -> None:

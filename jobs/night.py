@@ -21,11 +21,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", required=True, help="the night, YYYY-MM-DD")
     parser.add_argument("--lock", required=True, type=Path, help="the lock file of all nights")
     parser.add_argument("--reports", required=True, type=Path, help="folder of the reports")
-    parser.add_argument("--data", required=True, type=Path, help="tonight's BIDS root")
+    parser.add_argument("--data", required=True, type=Path, nargs="+",
+                        help="tonight's BIDS root(s), one per release")
     parser.add_argument("--submission", required=True, type=Path,
                         help="the champion's submission folder")
     parser.add_argument("--preflight-subjects", required=True, type=int,
-                        help="subjects in the preflight's slice of the data")
+                        help="subjects that must give windows in the preflight")
+    parser.add_argument("--preflight-max-subjects", required=True, type=int,
+                        help="subjects the preflight's slice links, read in order until "
+                             "enough give windows")
     parser.add_argument("--make", required=True,
                         help="the command that runs a make target, e.g. 'make -C REPO'")
     parser.add_argument("--runner", required=True, choices=("local", "docker"))
@@ -38,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the commands (make -n) instead of running them")
     args = parser.parse_args(argv)
     night = Night(work_dir=args.work, date=args.date, lock_path=args.lock,
-                  reports_dir=args.reports, data=args.data, submission_dir=args.submission,
-                  preflight_subjects=args.preflight_subjects,
+                  reports_dir=args.reports, data=tuple(args.data),
+                  submission_dir=args.submission, preflight_subjects=args.preflight_subjects,
+                  preflight_max_subjects=args.preflight_max_subjects,
                   make=tuple(shlex.split(args.make)), runner=args.runner, gpu=args.gpu,
                   image=args.image, fresh=args.fresh,
                   notify_cmd=os.environ.get("NOTIFY_CMD") or None)

@@ -1,6 +1,6 @@
 """Cut a BIDS root into the Challenge 1 window cache and split its subjects.
 
-    python jobs/windows.py --bids-root BIDS_ROOT --out WINDOWS.h5 --split-out SPLIT.json
+    python jobs/windows.py --bids-root R1_L100 [R2_L100 ...] --out WINDOWS.h5 --split-out SPLIT.json
 """
 
 from __future__ import annotations
@@ -17,21 +17,23 @@ log = logging.getLogger(__name__)
 def main(argv: list[str] | None = None) -> int:
     """Build the window cache, then the subject-disjoint split; log a one-line summary."""
     parser = cli.job_parser("Build the Challenge 1 window cache and the subject split.")
-    parser.add_argument("--bids-root", required=True, help="BIDS root with sub-*/eeg/ folders")
+    parser.add_argument("--bids-root", required=True, nargs="+",
+                        help="BIDS root(s) with sub-*/eeg/ folders, one per release")
+    parser.add_argument("--enough-subjects", type=int, default=None, metavar="N",
+                        help="stop reading once N subjects gave windows (the preflight)")
     parser.add_argument("--out", required=True, help="window cache to write (.h5)")
     parser.add_argument("--split-out", required=True, help="split to write (.json)")
     args = parser.parse_args(argv)
     cfg = cli.setup(args).windows
 
-    summary = build_window_cache(args.bids_root, args.out, cfg)
+    summary = build_window_cache(args.bids_root, args.out, cfg,
+                                 enough_subjects=args.enough_subjects)
     split = write_split(args.out, args.split_out, cfg)
-    for skip in summary["skipped"]:
-        log.info("skipped %s: %s", skip["path"], skip["reason"])
-    log.info("windows: %d windows from %d subjects (%d recordings, %d skipped, dropped trials %s) "
-             "in %.1f s; split %d train / %d val subjects",
-             summary["n_windows"], summary["n_subjects"], summary["n_recordings"],
-             summary["n_skipped"], summary["dropped_trials"], summary["seconds"],
-             len(split["train"]), len(split["val"]))
+    log.info("windows: %d windows from %d subjects (%d recordings, %d skipped, %d duplicate, "
+             "dropped trials %s) in %.1f s with %d worker(s); split %d train / %d val "
+             "subjects", summary["n_windows"], summary["n_subjects"], summary["n_recordings"],
+             summary["n_skipped"], len(summary["duplicates"]), summary["dropped_trials"],
+             summary["seconds"], summary["workers"], len(split["train"]), len(split["val"]))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The whole chain through the Makefile, as `make demo` runs it, on a tiny dataset."""
+"""The whole chain through the Makefile, as `make demo` runs it, on a tiny dataset whose
+first subjects are the corpus of malformed recordings (tests/corpus.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from overnight import atomic
 from overnight.layout import STAGES as CHAIN
+from tests.corpus import CASES, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 # The stages with a record in the night's own folder (the preflight's jobs, device among
@@ -51,7 +53,10 @@ def _make(tmp: Path, *targets: str) -> subprocess.CompletedProcess[str]:
 def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("e2e")
     (tmp / "tiny.toml").write_text(TINY_CONFIG)
-    proc = _make(tmp, "synth", "overnight")
+    proc = _make(tmp, "synth")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    write_corpus(tmp / "bids")  # sorts before the synthetic NDAR... subjects
+    proc = _make(tmp, "overnight")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp
 
@@ -59,8 +64,16 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_chain_leaves_report_submission_and_champion(night):
     report = (night / "reports" / "latest.html").read_text()
     assert report == (night / "reports" / "2026-01-02.html").read_text()
-    for name in ("baseline", "hybrid", "mean predictor", "floor"):
+    for name in ("baseline", "hybrid", "mean predictor"):
         assert name in report
+    comparison = json.loads((night / "work" / "comparison.json").read_text())
+    # the floor needs the generator's truth for every validation window: none for the corpus
+    synthetic = not any(s.startswith("BAD") for s in comparison["validation"]["subject"])
+    assert ("floor" in {row["name"] for row in comparison["rows"]}) == synthetic
+    for case in CASES:  # every skipped recording is listed, with its reason
+        assert case.skip is None or f"sub-{case.subject}/eeg/" in report, case.subject
+    assert "no events file" in report and "microvolts?" in report
+    assert "<img src=x" not in report  # a hostile subject id is escaped wherever it shows
     champion = json.loads((night / "submission" / "champion.json").read_text())
     assert champion["model"] in {"baseline", "hybrid"}
     for name, digest in champion["files"].items():

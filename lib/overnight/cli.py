@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from overnight.config import Config, load_config
@@ -36,11 +36,18 @@ def setup(args: argparse.Namespace) -> Config:
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "",
-             unit: str = "it") -> Iterator[T]:
-    """A tqdm bar on a terminal; in a log file, a line every 30 s instead of a redraw."""
+             unit: str = "it", status: Callable[[], str] | None = None) -> Iterator[T]:
+    """A tqdm bar on a terminal; in a log file, a line every 30 s instead of a redraw.
+
+    ``status`` (called after each item) adds a text after the bar, e.g. ``1,234 windows``.
+    """
     from tqdm import tqdm
 
     interactive = sys.stderr.isatty()
-    yield from tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr,
-                    mininterval=0.5 if interactive else 30.0, ascii=not interactive,
-                    dynamic_ncols=interactive)
+    with tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr,
+              mininterval=0.5 if interactive else 30.0, ascii=not interactive,
+              dynamic_ncols=interactive) as bar:
+        for item in bar:
+            yield item
+            if status is not None:
+                bar.set_postfix_str(status(), refresh=False)

@@ -59,6 +59,8 @@ def _check_value(where: str, value: Any, spec: dataclasses.Field) -> None:
     expected = type(spec.default)
     if type(value) is not expected:
         raise TypeError(f"{where} = {value!r}: expected {expected.__name__}")
+    if isinstance(value, tuple) and not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{where} = {value!r}: expected a list of strings")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where} = {value!r}: expected a finite number")
     rules = spec.metadata
@@ -77,7 +79,9 @@ class SynthConfig(_Section):
     name: ClassVar[str] = "synth"
     n_subjects: int = setting(30, at_least=1)  # subjects in the BIDS tree
     runs_per_subject: int = setting(3, at_least=1, at_most=3)  # CCD runs, 1..3 as in HBN
-    trials_per_run: int = setting(30, at_least=1)  # contrastTrial_start events per run
+    # contrastTrial_start events per block; a run holds one block or, like some real files,
+    # two. The official trial logic drops each file's last trial.
+    trials_per_run: int = setting(25, at_least=1)
     # recording rate, Hz: 100 (challenge L100 releases) or 500 (raw)
     sfreq_hz: float = setting(100.0, choices=SYNTH_SFREQS_HZ)
     fmt: str = setting("set", choices=EEG_FORMATS)  # file format: EEGLAB or BDF
@@ -100,6 +104,29 @@ class WindowsConfig(_Section):
     h_freq_hz: float = setting(50.0, above=0.0)
     val_fraction: float = setting(0.2, above=0.0, below=1.0)  # share of subjects held out
     split_seed: int = setting(0, at_least=0)  # seed of the subject-disjoint split
+    # Releases held out whole for validation, e.g. ["R5"] as the challenge's public
+    # leaderboard did; empty: val_fraction of the subjects, drawn with split_seed.
+    val_releases: tuple[str, ...] = setting(())
+    # The official trial logic (eegdash build_trial_table) drops the last trial of a file:
+    # real files have no end_experiment to close it. true keeps it, to the file's last event.
+    keep_last_trial: bool = setting(False)
+    # Worker processes that read, filter, resample and cut recordings; 0: one per core.
+    workers: int = setting(0, at_least=0)
+    # Quality control. A channel whose std over the recording is below this is flat: real
+    # EEG in volts has a std of 1e-5..1e-4, so 1e-8 V (0.01 uV) is no signal at all (the
+    # flat Cz reference is normal and only counted).
+    flat_channel_std_v: float = setting(1e-8, above=0.0)
+    # A recording with more than this share of flat channels carries no EEG (a disconnected
+    # amplifier, an empty export): it is skipped.
+    max_flat_share: float = setting(0.5, above=0.0, at_most=1.0)
+    # A channel whose std exceeds this multiple of the median channel std is noisy: counted
+    # and shown per recording, kept (the models' per-channel scaling copes with one).
+    noisy_channel_ratio: float = setting(10.0, above=1.0)
+    # The median |x| of a recording's non-flat channels must lie in this range for volts:
+    # EEG is 1e-6..1e-4 V, so 1e-7..1e-3 V leaves a decade either side; microvolts read as
+    # volts give 1..100, and millivolts 1e-3..1e-1.
+    min_median_abs_v: float = setting(1e-7, above=0.0)
+    max_median_abs_v: float = setting(1e-3, above=0.0)
 
     @property
     def n_times(self) -> int:
@@ -114,6 +141,9 @@ class WindowsConfig(_Section):
         if not self.l_freq_hz < self.h_freq_hz:
             raise ValueError(f"[windows] l_freq_hz = {self.l_freq_hz!r}, h_freq_hz = "
                              f"{self.h_freq_hz!r}: expected l_freq_hz < h_freq_hz")
+        if not self.min_median_abs_v < self.max_median_abs_v:
+            raise ValueError(f"[windows] min_median_abs_v = {self.min_median_abs_v!r}, "
+                             f"max_median_abs_v = {self.max_median_abs_v!r}: expected min < max")
 
 
 @dataclass(frozen=True)
@@ -243,5 +273,7 @@ def _build_section(section_type: Any, table: Any, name: str) -> Any:
     for key, value in table.items():
         if type(fields[key].default) is float and type(value) is int:
             value = float(value)  # TOML's 1 for 1.0
+        if type(fields[key].default) is tuple and type(value) is list:
+            value = tuple(value)  # TOML's array; the frozen config keeps a tuple
         values[key] = value
     return section_type(**values)

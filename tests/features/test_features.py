@@ -246,7 +246,8 @@ def test_twin_rejects_bad_tensors(x: object, error: type, match: str) -> None:
 def _write_windows(path: Path, eeg: np.ndarray) -> None:
     n = len(eeg)
     chunk = {"eeg": eeg, "rt": np.ones(n, np.float32), "subject": ["S1"] * n,
-             "run": np.ones(n, np.int16), "trial": np.arange(n), "stim_onset_s": np.arange(n),
+             "release": ["R1"] * n, "run": np.ones(n, np.int16), "trial": np.arange(n),
+             "stim_onset_s": np.arange(n),
              "response_onset_s": np.arange(n) + 1.0, "hand": ["left"] * n,
              "correct": np.ones(n, bool), "recording": np.zeros(n, np.int32)}
     write_cache_from_chunks(path, [chunk], WindowsConfig(sfreq_hz=SFREQ_HZ,

@@ -1,4 +1,4 @@
-"""Tests for overnight.synth: layout, determinism, quirks, physiology, windows."""
+"""Tests for overnight.hbn.synth: the real format, determinism, quirks, physiology, windows."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import importlib.util
 import json
+import math
 import re
 from pathlib import Path
 
@@ -14,16 +15,16 @@ import numpy as np
 import pytest
 
 from overnight.config import SynthConfig
-from overnight.hbn.bids import EVENT_COLUMNS, eeg_path, events_path, read_events
-from overnight.hbn.channels import N_CHANS, index_of
-from overnight.hbn.synth import (
-    BLOCK_START_CODE,
-    EVENT_CODES,
+from overnight.hbn.bids import (
+    EVENT_COLUMNS,
     PARTICIPANT_COLUMNS,
-    TRUTH_COLUMNS,
-    generate_dataset,
-    simulate_windows,
+    eeg_path,
+    events_path,
+    read_events,
 )
+from overnight.hbn.channels import CH_NAMES, N_CHANS, index_of
+from overnight.hbn.events import EVENT_CODES
+from overnight.hbn.synth import TRUTH_COLUMNS, generate_dataset, simulate_windows
 
 TINY = SynthConfig(n_subjects=3, runs_per_subject=2, trials_per_run=8, seed=7)
 MID = SynthConfig(n_subjects=6, runs_per_subject=3, trials_per_run=30, seed=11)
@@ -44,18 +45,25 @@ def recordings(root: Path, cfg: SynthConfig) -> list[Path]:
             for run in range(1, cfg.runs_per_subject + 1)]
 
 
-def trials_from_events(rows: list[dict[str, str]]) -> list[tuple[float, float | None]]:
-    """(stimulus onset, RT or None) per contrastTrial_start, by the REFERENCE trial logic."""
+def trials_from_events(rows: list[dict[str, str]]) -> list[tuple[float | None, float | None]]:
+    """(stimulus onset or None, RT or None) per contrastTrial_start, the last trial included,
+    by the REFERENCE rules (the target and then the press inside the trial's span)."""
     starts = [i for i, row in enumerate(rows) if row["value"] == "contrastTrial_start"]
-    bounds = [*starts[1:], next(i for i, r in enumerate(rows) if r["value"] == "end_experiment")]
     trials = []
-    for first, stop in zip(starts, bounds, strict=True):
+    for first, stop in zip(starts, [*starts[1:], len(rows)], strict=True):
         inside = rows[first:stop]
-        stim = next(float(r["onset"]) for r in inside if r["value"].endswith("_target"))
-        presses = [float(r["onset"]) for r in inside
-                   if r["value"].endswith("_buttonPress") and float(r["onset"]) > stim]
+        stim = next((float(r["onset"]) for r in inside if r["value"].endswith("_target")), None)
+        presses = [float(r["onset"]) for r in inside if stim is not None
+                   and r["value"].endswith("_buttonPress") and float(r["onset"]) >= stim]
         trials.append((stim, presses[0] - stim if presses else None))
     return trials
+
+
+def n_trials(root: Path, cfg: SynthConfig) -> int:
+    """Trials in the tree: trials_per_run per block, one or two blocks per run."""
+    counts = json.loads((root / "derivatives" / "synth" / "synth.json").read_text())["counts"]
+    n_runs = cfg.n_subjects * cfg.runs_per_subject
+    return cfg.trials_per_run * (n_runs + counts.get("two_blocks", 0))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +100,7 @@ def test_layout_and_names(tiny: Path) -> None:
     assert len(list(tiny.glob("sub-*/eeg/*_eeg.set"))) == 6
     synth = json.loads((tiny / "derivatives" / "synth" / "synth.json").read_text())
     assert synth["config"] == dataclasses.asdict(TINY)
-    assert synth["counts"]["trials"] == 3 * 2 * 8
+    assert synth["counts"]["trials"] == n_trials(tiny, TINY)
 
 
 def test_participants(tiny: Path) -> None:
@@ -105,42 +113,67 @@ def test_participants(tiny: Path) -> None:
     for row in rows:
         assert row["sex"] in {"M", "F"}
         assert 5.0 <= float(row["age"]) <= 21.0
+        assert -100 <= float(row["ehq_total"]) <= 100
         for column in ("p_factor", "attention", "internalizing", "externalizing"):
-            float(row[column])
+            assert row[column] == "n/a" or math.isfinite(float(row[column]))
+        assert [row[f"contrastChangeDetection_{run}"] for run in (1, 2, 3)] == [
+            "available", "available", "unavailable"]  # TINY has 2 runs
+        assert set(row[c] for c in PARTICIPANT_COLUMNS[11:]) <= {"available", "unavailable",
+                                                                "caution"}
 
 
-def test_events_columns_and_values(tiny: Path) -> None:
-    codes = {**EVENT_CODES}
+def test_events_are_in_the_real_format(tiny: Path) -> None:
+    """As the 100 Hz releases write them (REFERENCE): no sample column, break cnt and the
+    block start first, break cnt and 9999 last, event_code as text, no end_experiment."""
     for path in recordings(tiny, TINY):
+        header = events_path(path).read_text(encoding="utf-8").splitlines()[0].split("\t")
+        assert header in ([c for c in EVENT_COLUMNS if c != "sample"],
+                          [c for c in EVENT_COLUMNS if c not in ("sample", "feedback")])
         rows = read_events(events_path(path))
-        assert tuple(rows[0]) == EVENT_COLUMNS
-        assert rows[0]["value"] == "contrastChangeB1_start"
-        assert rows[-1]["value"] == "end_experiment"
+        assert (rows[0]["onset"], rows[0]["value"], rows[0]["event_code"]) == (
+            "0", "break cnt", "break cnt")
+        assert (rows[1]["value"], rows[1]["event_code"]) == ("contrastChangeB1_start", "94")
+        assert [r["value"] for r in rows[-2:]] == ["break cnt", "9999"]
+        assert rows[-1]["event_code"] == "9999"
+        assert all(row["duration"] == "n/a" for row in rows)
         onsets = [float(row["onset"]) for row in rows]
         assert onsets == sorted(onsets)
         assert np.allclose(np.round(np.array(onsets) * 100), np.array(onsets) * 100)
         for row in rows:
-            if row["value"].startswith("contrastChangeB"):
-                assert re.fullmatch(r"contrastChangeB\d+_start", row["value"])
-                assert int(row["event_code"]) == BLOCK_START_CODE
-            else:
-                assert int(row["event_code"]) == codes[row["value"]]
+            assert row["event_code"] == EVENT_CODES[row["value"]]
+            if "feedback" not in row:
+                continue
             if row["value"].endswith("_buttonPress"):
-                assert row["feedback"] in {"smiley_face", "sad_face"}
+                assert row["feedback"] in {"smiley_face", "sad_face", "non_target"}
             else:
                 assert row["feedback"] == "n/a"
-        assert sum(row["value"] == "contrastTrial_start" for row in rows) == 8
+        assert "end_experiment" not in {row["value"] for row in rows}
+        assert sum(row["value"] == "contrastTrial_start" for row in rows) in (8, 16)
+
+
+def test_sidecars(tiny: Path) -> None:
+    for path in recordings(tiny, TINY):
+        stem = path.name[: path.name.rindex("_eeg.")]
+        sidecar = json.loads(path.with_name(f"{stem}_eeg.json").read_text())
+        assert sidecar["SamplingFrequency"] == 100.0 and sidecar["EEGChannelCount"] == 129
+        assert (sidecar["EEGReference"], sidecar["PowerLineFrequency"]) == ("Cz", 60)
+        channels = read_tsv(path.with_name(f"{stem}_channels.tsv"))
+        assert [row["name"] for row in channels] == list(CH_NAMES)
+        assert {(row["type"], row["units"]) for row in channels} == {("EEG", "uV")}
 
 
 def test_truth_matches_events(tiny: Path) -> None:
     truth = read_tsv(tiny / "derivatives" / "synth" / "truth.tsv")
     assert tuple(truth[0]) == TRUTH_COLUMNS
-    assert len(truth) == 3 * 2 * 8
+    assert len(truth) == n_trials(tiny, TINY)
     for path in recordings(tiny, TINY):
         pid, run = path.name.split("_")[0], path.name.split("run-")[1][0]
         rows = [r for r in truth if r["participant_id"] == pid and r["run"] == run]
         for (stim, rt), row in zip(trials_from_events(read_events(events_path(path))), rows,
                                    strict=True):
+            if stim is None:
+                assert row["stim_onset_s"] == row["rt_s"] == "n/a"
+                continue
             assert float(row["stim_onset_s"]) == pytest.approx(stim, abs=1e-6)
             if rt is None:
                 assert row["rt_s"] == "n/a"
@@ -187,7 +220,7 @@ def test_windows_inside_recordings(tiny: Path) -> None:
         duration_s = read_eeg(path).n_times / 100.0
         assert duration_s == int(duration_s)  # whole seconds
         for stim, rt in trials_from_events(read_events(events_path(path))):
-            if rt is not None:
+            if stim is not None and rt is not None:
                 assert stim + 2.5 <= duration_s
 
 
@@ -200,8 +233,10 @@ def test_500_hz_bdf(tmp_path: Path) -> None:
     assert path.suffix == ".bdf" and raw.info["sfreq"] == 500.0
     assert 2e-5 < np.median(raw.get_data()[:-1].std(axis=1)) < 5e-4
     assert np.abs(raw.get_data()[index_of("Cz")]).max() < 1e-9  # flat up to BDF resolution
-    onsets = np.array([float(r["onset"]) for r in read_events(events_path(path))])
+    rows = read_events(events_path(path))
+    onsets = np.array([float(r["onset"]) for r in rows])
     np.testing.assert_allclose(np.round(onsets * 500), onsets * 500, atol=1e-6)
+    assert [int(r["sample"]) for r in rows] == np.round(onsets * 500).astype(int).tolist()
     assert len(raw.annotations) == 0  # whole seconds: no BDF padding
 
 
@@ -211,21 +246,24 @@ def test_500_hz_bdf(tmp_path: Path) -> None:
 def test_quirks_occur_at_plausible_rates(mid: Path) -> None:
     counts = json.loads((mid / "derivatives" / "synth" / "synth.json").read_text())["counts"]
     trials = counts["trials"]
-    assert trials == 6 * 3 * 30
+    assert trials == n_trials(mid, MID)
     assert 0.01 < counts["no_response"] / trials < 0.12
     assert 0.03 < counts["double_press"] / counts["responses"] < 0.15
     assert 0.005 < counts["early_press"] / counts["responses"] < 0.08
     assert 0 < counts["wrong_hand"] / counts["responses"] < 0.08
-    assert counts["cut_by_end"] >= 1
+    assert 0.07 < counts["press_before_target"] / trials < 0.21
+    assert counts["no_target"] >= 1 and counts["two_blocks"] >= 1
+    assert counts["no_feedback_column"] >= 1
     # ...and are visible in the files themselves.
     truth = read_tsv(mid / "derivatives" / "synth" / "truth.tsv")
     assert any(row["rt_s"] == "n/a" and row["rt_encoded_s"] == "n/a" for row in truth)
-    assert any(row["rt_s"] == "n/a" and row["rt_encoded_s"] != "n/a" for row in truth)  # cut
     assert any(row["rt_s"] != "n/a" and float(row["rt_s"]) < 0.5 for row in truth)
     events = [read_events(events_path(p)) for p in recordings(mid, MID)]
     rows = [row for run in events for row in run]
-    assert sum(row["feedback"] == "sad_face" for row in rows) >= 1
-    assert sum(row["value"] == "contrastChangeB3_start" for row in rows) == 18
+    assert sum(row.get("feedback") == "sad_face" for row in rows) >= 1
+    assert sum(row.get("feedback") == "non_target" for row in rows) >= counts["double_press"]
+    assert sum(row["value"] == "contrastChangeB2_start" for row in rows) == counts["two_blocks"]
+    assert sum("feedback" not in run[0] for run in events) == counts["no_feedback_column"]
     doubles = 0
     for run in events:
         for i, row in enumerate(run[:-1]):

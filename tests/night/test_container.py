@@ -142,7 +142,7 @@ def test_job_prints_the_prefix_as_one_shell_line(capsys):
 
 
 def _make_dry_run(tmp_path: Path, gpu: str) -> str:
-    variables = {"RUNNER": "docker", "GPU": gpu, "DATA": "/data/hbn/R1_L100",
+    variables = {"RUNNER": "docker", "GPU": gpu, "DATA": "/data/hbn/R1_L100 /data/hbn/R2_L100",
                  "RUNS": str(tmp_path / "runs"), "DATE": "2026-01-02",
                  "SUBMISSION": str(tmp_path / "submission"), "REPORTS": str(tmp_path / "reports"),
                  "PYTHON": sys.executable}
@@ -174,6 +174,10 @@ def test_make_dry_run_shows_the_docker_command_of_every_stage(tmp_path, gpu):
             assert words[words.index("python") + 1] == f"jobs/{job}"
             assert ("--device=/dev/kfd" in words) == (gpu == "amd")
             assert ("--gpus" in words) == (gpu == "nvidia")
+            if stage == "windows":  # every release is mounted, read only
+                for root in ("/data/hbn/R1_L100", "/data/hbn/R2_L100"):
+                    assert f"type=bind,source={root},target={root},readonly" in words
     assert "preflight: check docker, its daemon and the image" in out
-    assert "preflight: link 3 subjects of /data/hbn/R1_L100" in out
+    assert ("preflight: link up to 20 subjects of /data/hbn/R1_L100 /data/hbn/R2_L100"
+            in out)
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing

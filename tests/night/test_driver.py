@@ -77,7 +77,7 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_CALLS", str(calls))
     monkeypatch.delenv("FAKE_FAIL", raising=False)
     data = tmp_path / "data"
-    for subject in ("A", "B", "C"):
+    for subject in ("A", "B", "C", "D"):
         recording = (data / f"sub-{subject}" / "eeg"
                      / f"sub-{subject}_task-contrastChangeDetection_run-1_eeg.set")
         recording.parent.mkdir(parents=True)
@@ -86,8 +86,9 @@ def fake(tmp_path, monkeypatch):
     def make_night(**kwargs) -> Night:
         settings = {"work_dir": tmp_path / "runs" / "2026-01-02", "date": "2026-01-02",
                     "lock_path": tmp_path / "runs" / ".lock",
-                    "reports_dir": tmp_path / "reports", "data": data,
+                    "reports_dir": tmp_path / "reports", "data": (data,),
                     "submission_dir": tmp_path / "submission", "preflight_subjects": 2,
+                    "preflight_max_subjects": 3,
                     "make": (sys.executable, str(script)), "runner": "local", "gpu": "none",
                     "image": "overnight:cpu", **kwargs}
         return Night(**settings)
@@ -112,12 +113,13 @@ def test_a_good_night_runs_every_step_in_order(fake):
     suffix = "WORK=" + str(night.work_dir) + " DATE=2026-01-02"
     preflight, *rest = calls()
     assert preflight.startswith(" ".join(PREFLIGHT_STAGES) + f" WORK={night.work_dir}/preflight")
-    assert f"DATA={night.work_dir}/preflight/bids" in preflight
+    assert f"DATA={night.work_dir}/preflight/bids/1-data " in preflight
+    assert "WINDOWS_SET=--enough-subjects 2 --set 'windows.val_releases=[]'" in preflight
     assert "TRAIN_SET=--set train.max_epochs=1 --set train.patience=1" in preflight
     assert rest == [f"-k {' '.join(MODEL_STAGES)} {suffix}", f"compare {suffix}",
                     f"report {suffix}"]
-    assert sorted(p.name for p in (night.work_dir / "preflight" / "bids").iterdir()) \
-        == ["sub-A", "sub-B"]
+    linked = night.work_dir / "preflight" / "bids" / "1-data"
+    assert sorted(p.name for p in linked.iterdir()) == ["sub-A", "sub-B", "sub-C"]
     record = _record(night)
     assert record["state"] == "finished" and record["exit_code"] == 0
     assert record["outcome"].startswith("overnight 2026-01-02: ok, promoted hybrid")
@@ -262,7 +264,8 @@ def test_the_job_exits_with_the_night_s_code(fake, tmp_path, monkeypatch):
     code = job.main(["--work", str(tmp_path / "night"), "--date", "2026-01-02",
                      "--lock", str(tmp_path / ".lock"), "--reports", str(tmp_path / "r"),
                      "--data", str(tmp_path / "data"), "--submission", str(tmp_path / "s"),
-                     "--preflight-subjects", "2", "--runner", "local", "--gpu", "none",
+                     "--preflight-subjects", "2", "--preflight-max-subjects", "3",
+                     "--runner", "local", "--gpu", "none",
                      "--image", "overnight:cpu",
                      "--make", f"{sys.executable} {tmp_path / 'fake_make.py'}"])
     assert code == EXIT_STAGE_FAILED
@@ -277,10 +280,10 @@ def test_half_written_files_of_a_killed_attempt_are_removed(fake, tmp_path):
     partial.write_bytes(b"half")
     kept = night.work_dir / "features.h5"
     kept.write_bytes(b"whole")
-    data = night.data / "sub-A"  # the preflight's slice links to the input data
+    data = night.data[0] / "sub-A"  # the preflight's slice links to the input data
     (data / ".not-ours.tmp").write_bytes(b"input")
-    (night.work_dir / "preflight" / "bids").mkdir(parents=True)
-    (night.work_dir / "preflight" / "bids" / "sub-A").symlink_to(data)
+    (night.work_dir / "preflight" / "bids" / "1-data").mkdir(parents=True)
+    (night.work_dir / "preflight" / "bids" / "1-data" / "sub-A").symlink_to(data)
 
     assert run_night(night) == EXIT_OK
     assert not partial.exists() and kept.read_bytes() == b"whole"

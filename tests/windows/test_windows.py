@@ -17,12 +17,13 @@ from overnight.hbn.bids import eeg_path, events_path, write_events, write_record
 from overnight.hbn.channels import CH_NAMES, index_of
 from overnight.windows.build import build_window_cache
 from overnight.windows.cache import cache_identity, cache_summary, load_windows
-from overnight.windows.recordings import find_recordings
+from overnight.windows.recordings import UnusableRecording, check_signal, find_recordings
 from overnight.windows.split import make_split, read_split, write_split
 from tests.helpers import event_row
 
 CFG = WindowsConfig()
 IMPULSE_V = 1e-4
+NOISE_V = 1e-6  # a quiet background: enough signal for the checks, far below the impulses
 # Channel of the impulse planted in trial k of every recording (net and 10-20 names).
 IMPULSE_CHANNELS = ("E55", "C3", "Cz")
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,9 @@ def _events_rows(stims_s: tuple[float, ...], rts_s: tuple[float, ...],
 def _write_good(root: Path, subject: str, run: int, fmt: str, sfreq_hz: float,
                 stims_s: tuple[float, ...], rts_s: tuple[float, ...], duration_s: float,
                 order: str) -> None:
-    data_v = np.zeros((len(CH_NAMES), round(duration_s * sfreq_hz)))
+    rng = np.random.default_rng([ord(c) for c in subject] + [run])
+    data_v = rng.normal(0.0, NOISE_V, (len(CH_NAMES), round(duration_s * sfreq_hz)))
+    data_v[index_of("Cz")] = 0.0  # the flat reference, as in HBN
     for k, stim_s in enumerate(stims_s):
         data_v[index_of(IMPULSE_CHANNELS[k]), round((stim_s + 1.0) * sfreq_hz)] = IMPULSE_V
     names = CH_NAMES
@@ -89,7 +92,7 @@ def _write_good(root: Path, subject: str, run: int, fmt: str, sfreq_hz: float,
         names, data_v = (*names, "Status"), np.vstack([data_v, np.zeros(data_v.shape[1])])
     path = eeg_path(root, subject, run, fmt)
     write_recording(path, data_v, sfreq_hz, names)
-    write_events(events_path(path), _events_rows(stims_s, rts_s, duration_s))
+    write_events(events_path(path), _events_rows(stims_s, rts_s, duration_s), sfreq_hz)
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +102,10 @@ def bids_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _write_good(root, *spec)
     six = eeg_path(root, "S03", 1, "set")
     write_recording(six, np.zeros((6, 700)), 100.0, CH_NAMES[:6])
-    write_events(events_path(six), _events_rows((1.0,), (1.0,), 7.0))
+    write_events(events_path(six), _events_rows((1.0,), (1.0,), 7.0), 100.0)
     garbage = eeg_path(root, "S03", 2, "bdf")
     garbage.write_bytes(b"\x00not a bdf file" * 64)
-    write_events(events_path(garbage), _events_rows((1.0,), (1.0,), 7.0))
+    write_events(events_path(garbage), _events_rows((1.0,), (1.0,), 7.0), 100.0)
     return root
 
 
@@ -113,17 +116,23 @@ def cache(bids_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return out, summary
 
 
-def _source_rows(cache_path: Path, rel_path: str) -> np.ndarray:
+def _source_rows(cache_path: Path, label: str) -> np.ndarray:
     with h5py.File(cache_path, "r") as h5:
         paths = [s["path"] for s in json.loads(h5.attrs["sources"])]
-        return np.flatnonzero(h5["recording"][()] == paths.index(rel_path))
+        return np.flatnonzero(h5["recording"][()] == paths.index(label))
+
+
+def _label(root: Path, subject: str, run: int, fmt: str) -> str:
+    """How the cache names a recording: the root's folder, then the path below it."""
+    return f"{root.name}/sub-{subject}/eeg/{eeg_path(Path(), subject, run, fmt).name}"
 
 
 @pytest.mark.parametrize("spec", GOOD, ids=[f"{s[2]}-{s[3]:g}Hz-{s[7]}" for s in GOOD])
-def test_impulse_lands_at_sample_50(cache: tuple[Path, dict], spec: tuple[Any, ...]) -> None:
+def test_impulse_lands_at_sample_50(cache: tuple[Path, dict], bids_root: Path,
+                                    spec: tuple[Any, ...]) -> None:
     cache_path, _ = cache
     subject, run, fmt, sfreq_hz, stims_s, rts_s, _, _ = spec
-    rows = _source_rows(cache_path, f"sub-{subject}/eeg/{eeg_path(Path(), subject, run, fmt).name}")
+    rows = _source_rows(cache_path, _label(bids_root, subject, run, fmt))
     with h5py.File(cache_path, "r") as h5:
         eeg = h5["eeg"][rows[0]:rows[-1] + 1]
         trial, rt = h5["trial"][rows], h5["rt"][rows]
@@ -135,7 +144,7 @@ def test_impulse_lands_at_sample_50(cache: tuple[Path, dict], spec: tuple[Any, .
         peak = np.unravel_index(np.abs(window).argmax(), window.shape)
         assert peak == (channel, 50)
         if sfreq_hz == CFG.sfreq_hz:  # no resampling: the impulse is intact, in volts
-            assert window[channel, 50] == pytest.approx(IMPULSE_V, rel=1e-3)
+            assert window[channel, 50] == pytest.approx(IMPULSE_V, abs=5 * NOISE_V)
 
 
 def test_cache_layout_and_provenance(cache: tuple[Path, dict], bids_root: Path) -> None:
@@ -148,6 +157,7 @@ def test_cache_layout_and_provenance(cache: tuple[Path, dict], bids_root: Path) 
         dtypes = {name: h5[name].dtype for name in
                   ("rt", "run", "trial", "stim_onset_s", "response_onset_s", "correct",
                    "recording")}
+        assert set(h5["release"].asstr()[()]) == {""}  # no participants.tsv, no R<n> name
         assert dtypes == {"rt": np.float32, "run": np.int16, "trial": np.int32,
                           "stim_onset_s": np.float64, "response_onset_s": np.float64,
                           "correct": np.bool_, "recording": np.int32}
@@ -159,8 +169,8 @@ def test_cache_layout_and_provenance(cache: tuple[Path, dict], bids_root: Path) 
     assert attrs["n_times"] == 200 and attrs["sfreq_hz"] == 100.0
     assert (attrs["window_start_s"], attrs["window_stop_s"]) == (0.5, 2.5)
     assert list(attrs["ch_names"]) == list(CH_NAMES)
-    assert attrs["bids_root"] == str(bids_root.resolve())
-    assert json.loads(attrs["config"]) == dataclasses.asdict(CFG)
+    assert json.loads(attrs["bids_roots"]) == [str(bids_root.resolve())]
+    assert json.loads(attrs["config"]) == json.loads(json.dumps(dataclasses.asdict(CFG)))
     assert attrs["code_version"] and attrs["created"].startswith("20")
     sources = json.loads(attrs["sources"])
     assert [(s["subject"], s["run"], s["format"], s["input_sfreq_hz"], s["n_windows"])
@@ -177,7 +187,7 @@ def test_bad_recordings_are_skipped_with_a_reason(cache: tuple[Path, dict]) -> N
     with h5py.File(cache_path, "r") as h5:
         skipped = json.loads(h5.attrs["skipped"])
     assert skipped == summary["skipped"]
-    reasons = {s["path"]: s["reason"] for s in skipped}
+    reasons = {s["path"].split("/", 1)[1]: s["reason"] for s in skipped}
     assert reasons["sub-S03/eeg/sub-S03_task-contrastChangeDetection_run-1_eeg.set"] \
         == "6 channels, expected 129 (E1..E128, Cz)"
     assert reasons["sub-S03/eeg/sub-S03_task-contrastChangeDetection_run-2_eeg.bdf"] \
@@ -326,3 +336,100 @@ def test_windows_job(bids_root: Path, tmp_path: Path) -> None:
     assert rc == 0
     split = read_split(tmp_path / "split.json")
     assert split["seed"] == 3 and split["cache"]["n_windows"] == 9
+
+
+# ---------------------------------------------------------------------------- releases
+
+def test_several_roots_one_cache_with_releases_and_duplicates(tmp_path: Path) -> None:
+    r1, r5 = tmp_path / "R1_L100", tmp_path / "ds005509-R5"
+    _write_good(r1, "A", 1, "set", 100.0, (1.0,), (1.0,), 4.0, "canonical")
+    _write_good(r1, "B", 1, "set", 100.0, (1.0,), (0.8,), 4.0, "canonical")
+    _write_good(r5, "C", 1, "set", 100.0, (1.0,), (1.1,), 4.0, "canonical")
+    _write_good(r5, "B", 1, "set", 100.0, (1.0,), (1.9,), 4.0, "canonical")  # again
+    (r5 / "participants.tsv").write_text("participant_id\trelease_number\nsub-C\tR5\n")
+
+    summary = build_window_cache([r1, r5], tmp_path / "w.h5", CFG, progress=False)
+
+    assert (summary["n_subjects"], summary["n_windows"]) == (3, 3)
+    (duplicate,) = summary["duplicates"]
+    assert duplicate["subject"] == "B" and duplicate["path"].startswith("ds005509-R5/sub-B/")
+    assert f"also in {r1}" in duplicate["reason"]
+    windows = load_windows(tmp_path / "w.h5")
+    assert list(windows.subject) == ["A", "B", "C"]
+    assert windows.rt.tolist() == pytest.approx([1.0, 0.8, 1.1])  # B's from R1, not R5
+    digest = cache_summary(tmp_path / "w.h5")
+    assert digest["windows_per_release"] == {"R1": 2, "R5": 1}
+    assert digest["bids_roots"] == [str(r1), str(r5)]
+    assert digest["duplicates"] == summary["duplicates"]
+
+
+def test_val_releases_hold_out_whole_releases() -> None:
+    subjects = ["A", "A", "B", "C", "D"]
+    releases = ["R1", "R1", "R5", "R2", "R5"]
+    split = make_split(subjects, WindowsConfig(val_releases=("R5",)), releases)
+    assert (split["train"], split["val"]) == (["A", "C"], ["B", "D"])
+    assert split["val_releases"] == ["R5"]
+    with pytest.raises(ValueError, match="no subject of those releases"):
+        make_split(subjects, WindowsConfig(val_releases=("R9",)), releases)
+    with pytest.raises(ValueError, match="nothing is left to train on"):
+        make_split(subjects, WindowsConfig(val_releases=("R1", "R2", "R5")), releases)
+
+
+def test_enough_subjects_stops_reading(tmp_path: Path) -> None:
+    for subject in ("A", "B", "C", "D"):
+        _write_good(tmp_path, subject, 1, "set", 100.0, (1.0,), (1.0,), 4.0, "canonical")
+    (tmp_path / "sub-A" / "eeg" / "sub-A_task-contrastChangeDetection_run-1_eeg.set"
+     ).write_bytes(b"broken")
+
+    summary = build_window_cache(tmp_path, tmp_path / "w.h5", WindowsConfig(workers=1),
+                                 progress=False, enough_subjects=2)
+
+    assert summary["n_subjects"] == 2 and summary["n_skipped"] == 1
+    assert list(load_windows(tmp_path / "w.h5").subject) == ["B", "C"]
+
+
+# ---------------------------------------------------------------------------- signal checks
+
+def _signal(rng: np.random.Generator, scale_v: float = NOISE_V) -> np.ndarray:
+    data_v = rng.normal(0.0, scale_v, (len(CH_NAMES), 1000))
+    data_v[index_of("Cz")] = 0.0
+    return data_v
+
+
+def test_check_signal_counts_flat_and_noisy_channels() -> None:
+    data_v = _signal(np.random.default_rng(0))
+    data_v[index_of("E7")] = 0.0
+    data_v[index_of("E9")] *= 30.0
+    data_v[index_of("E11"), 10] = np.nan  # one NaN does not hide the channel's signal
+    check = check_signal(data_v, CFG)
+    assert check.flat_channels == ["E7", "Cz"] and check.noisy_channels == ["E9"]
+    assert check.median_abs_v == pytest.approx(NOISE_V * 0.6745, rel=0.05)
+
+
+@pytest.mark.parametrize(("scale", "match"), [
+    (0.0, "129 of 129 channels flat"), (1e6, r"median \|x\| = 0.67\d: microvolts\?"),
+    (1e4, r"millivolts\?"), (0.05, r"scaled down\?")])
+def test_check_signal_rejects_implausible_recordings(scale: float, match: str) -> None:
+    data_v = _signal(np.random.default_rng(1)) * scale
+    with pytest.raises(UnusableRecording, match=match):
+        check_signal(data_v, CFG)
+
+
+def test_nearly_all_flat_is_skipped_and_a_few_flat_are_kept() -> None:
+    data_v = _signal(np.random.default_rng(2))
+    data_v[:60] = 0.0
+    assert len(check_signal(data_v, CFG).flat_channels) == 61
+    data_v[:70] = 0.0
+    with pytest.raises(UnusableRecording, match="71 of 129 channels flat"):
+        check_signal(data_v, CFG)
+
+
+@pytest.mark.parametrize(("folder", "release"), [
+    ("R3_L100_bdf", "R3"), ("R11_mini_L100", "R11"), ("EEG2025r5mini", "R5"),
+    ("ds005509-bdf", ""), ("HBNR3", "")])
+def test_release_from_the_root_name_without_participants(tmp_path: Path, folder: str,
+                                                          release: str) -> None:
+    path = eeg_path(tmp_path / folder, "A", 1, "bdf")
+    path.parent.mkdir(parents=True)
+    path.touch()
+    assert find_recordings(tmp_path / folder)[0].release == release

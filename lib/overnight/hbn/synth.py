@@ -3,9 +3,11 @@
 Two entry points share one physiology (one implementation per component, applied to a
 time axis):
 
-- ``generate_dataset`` writes a BIDS tree in the HBN CCD layout: ``participants.tsv``,
-  per run a recording (``.set`` or ``.bdf``) with its ``_events.tsv``, and the ground
-  truth in ``derivatives/synth/`` (``truth.tsv``, ``synth.json``).
+- ``generate_dataset`` writes a BIDS tree in the format of the real releases
+  (``overnight.hbn.bids``): ``participants.tsv``, per run a recording (``.set`` or
+  ``.bdf``) with its ``_events.tsv`` (break, block starts, trials with presses before the
+  target and extra presses, no ``end_experiment``), ``_eeg.json`` and ``_channels.tsv``,
+  and the ground truth in ``derivatives/synth/`` (``truth.tsv``, ``synth.json``).
 - ``simulate_windows`` returns Challenge 1 windows (stimulus +0.5..+2.5 s) directly.
 
 The model of a trial: ``rt = rt_encoded + unexplained``, the unexplained part holding
@@ -40,17 +42,31 @@ from overnight import cli
 from overnight.atomic import atomic_path, write_json
 from overnight.checks import check_int
 from overnight.config import SynthConfig
-from overnight.hbn.bids import eeg_path, events_path, write_events, write_recording
+from overnight.hbn.bids import (
+    PARTICIPANT_COLUMNS,
+    PARTICIPANTS_FILE,
+    eeg_path,
+    events_path,
+    write_events,
+    write_recording,
+    write_sidecars,
+)
 from overnight.hbn.channels import CH_NAMES, FRONTAL_POLE, MONTAGE_NAME, N_CHANS, index_of
-from overnight.hbn.events import BLOCK_START_CODE, EVENT_CODES
+from overnight.hbn.events import (
+    BREAK,
+    CORRECT_FEEDBACK,
+    EVENT_CODES,
+    FILE_END,
+    NON_TARGET_FEEDBACK,
+    TRIAL_START,
+)
 from overnight.provenance import code_version
 from overnight.units import to_samples
 
 TRUTH_COLUMNS = ("participant_id", "run", "trial", "stim_onset_s", "rt_s", "rt_encoded_s",
                  "hand")
-PARTICIPANT_COLUMNS = ("participant_id", "release_number", "sex", "age", "p_factor",
-                       "attention", "internalizing", "externalizing")
 N_RELEASES = 5  # subjects cycle through R1..R5 (R5 is HBN's validation release)
+P_MISSING_SCORE = 0.05  # a psychopathology score is n/a in participants.tsv
 
 # Behaviour (seconds). RT_SD_S is the total RT spread, subject offsets included.
 RT_MEAN_S = 1.6
@@ -60,20 +76,27 @@ RT_RANGE_S = (0.3, 3.5)  # RTs are clipped to this range
 P_EARLY_PRESS = 0.03  # fast guesses, pressed before the window opens
 EARLY_RT_RANGE_S = (0.3, 0.5)
 P_NO_RESPONSE = 0.05
-P_DOUBLE_PRESS = 0.08  # a second press after the first
+P_DOUBLE_PRESS = 0.08  # a second press after the first (feedback non_target)
 P_WRONG_HAND = 0.03  # press with the hand opposite the target: sad_face
-P_CUT_LAST = 0.25  # share of runs whose end_experiment falls before the last press
+# Quirks of the real files (REFERENCE, counts on R1): a press before the target (feedback
+# non_target, 1,184 of 8,536 trials), a trial without a target (64 of 8,536), a file of two
+# blocks, a file without a feedback column.
+P_PRESS_BEFORE_TARGET = 0.14
+P_NO_TARGET = 0.01
+P_TWO_BLOCKS = 0.15
+P_NO_FEEDBACK_COLUMN = 0.05
 
-# Run timing (seconds, uniform ranges)
-TRIALS_PER_BLOCK = 10  # contrastTrial_start events per contrastChangeB<n>_start
-LEAD_IN_S = (0.5, 2.0)  # recording start to the first block start
+# Run timing (seconds, uniform ranges). A run holds one block of trials_per_run trials, or
+# two; it opens with "break cnt" at 0 and ends with "break cnt" and "9999", as real files.
+LEAD_IN_S = (5.0, 30.0)  # recording start to the first block start
 BLOCK_TO_TRIAL_S = (2.0, 6.0)  # block start to its first trial start
 TRIAL_TO_STIM_S = (1.5, 3.0)  # contrastTrial_start to the target (stimulus)
+EARLY_PRESS_S = (0.2, 1.2)  # a press before the target comes this long after the start
 SECOND_PRESS_S = (0.15, 0.7)  # first to second press of a double press
 ITI_S = (0.25, 0.5)  # last press (or time-out) to the next trial start
 NO_RESPONSE_TIMEOUT_S = 3.6  # a trial without a press ends this long after the stimulus
-CUT_FRACTION = (0.3, 0.9)  # a cut run ends at this fraction of the last RT
-TAIL_S = (0.5, 1.5)  # end_experiment to the end of the recording (then whole seconds)
+BREAK_S = (3.0, 6.0)  # the closing "break cnt" to the last row, "9999"
+TAIL_S = (0.5, 1.5)  # the last row to the end of the recording (then whole seconds)
 WINDOW_S = (0.5, 2.5)  # Challenge 1 window after the stimulus (REFERENCE)
 MIN_AFTER_STIM_S = 2.6  # recordings run at least this long after the last stimulus
 
@@ -127,7 +150,8 @@ class _Subject:
     release: str
     sex: str
     age: float
-    scores: tuple[float, ...]  # p_factor, attention, internalizing, externalizing
+    scores: tuple[float, ...]  # p_factor, attention, internalizing, externalizing; NaN: n/a
+    ehq_total: float  # handedness score, -100..100
     rt_offset_s: float  # subject mean RT minus RT_MEAN_S (before scaling by the share)
     gain: float  # multiplies the task signals
     noise_scale: float  # multiplies the background
@@ -205,13 +229,13 @@ def generate_dataset(root: Path, cfg: SynthConfig, progress: bool = True) -> dic
     counts: Counter[str] = Counter()
     for subject, rng in subjects:
         truth += _write_subject(root, staging, subject, rng, cfg, counts)
-        participants.append(_participant_row(subject))
+        participants.append(_participant_row(subject, cfg.runs_per_subject))
     labels = {row["participant_id"] for row in participants}
     for stale in root.glob("sub-*"):
         if stale.name not in labels:
             shutil.rmtree(stale)
     staging.rmdir()
-    _write_tsv(root / "participants.tsv", PARTICIPANT_COLUMNS, participants)
+    _write_tsv(root / PARTICIPANTS_FILE, PARTICIPANT_COLUMNS, participants)
     _write_tsv(root / "derivatives" / "synth" / "truth.tsv", TRUTH_COLUMNS, truth)
     write_json(root / "derivatives" / "synth" / "synth.json", _provenance(cfg, counts, truth))
     write_json(root / "dataset_description.json", _dataset_description())
@@ -245,8 +269,8 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
     -------
     dict
         ``eeg`` (n, 129, 2 s x sfreq_hz) float32 volts, ``rt`` and ``rt_encoded`` (n,)
-        float32 seconds, ``subject`` (n,) str BIDS labels, ``hand`` (n,) str
-        ``"left"``/``"right"``.
+        float32 seconds, ``subject`` (n,) str BIDS labels, ``release`` (n,) str,
+        ``hand`` (n,) str ``"left"``/``"right"``.
 
     Raises
     ------
@@ -269,6 +293,7 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
         "rt": np.empty(n_windows, np.float32),
         "rt_encoded": np.empty(n_windows, np.float32),
         "subject": np.empty(n_windows, "<U12"),
+        "release": np.empty(n_windows, "<U3"),
         "hand": np.empty(n_windows, "<U5"),
     }
     owner = np.arange(n_windows) % n_subjects
@@ -278,6 +303,7 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
         out["rt"][rows] = responses.rt_s
         out["rt_encoded"][rows] = responses.rt_encoded_s
         out["subject"][rows] = subject.label
+        out["release"][rows] = subject.release
         out["hand"][rows] = np.where(responses.hand_right, "right", "left")
         for start in range(0, rows.size, batch):
             part = slice(start, start + batch)
@@ -327,19 +353,30 @@ def _draw_subject(rng: np.random.Generator, label: str, release: str) -> _Subjec
         left_motor * MOTOR_V * gain, right_motor * MOTOR_V * gain,
         cpp * CPP_BOUND_V * gain,
     ])
-    return _Subject(
+    fields = dict(
         label=label, release=release, sex=str(rng.choice(["M", "F"])),
-        age=float(rng.uniform(5.0, 21.0)), scores=scores,
+        age=float(rng.uniform(5.0, 21.0)),
         rt_offset_s=float(rng.normal(0.0, SUBJECT_RT_SD_S)), gain=float(gain),
         noise_scale=float(noise_scale), alpha_hz=float(rng.uniform(*ALPHA_HZ)),
         beta_hz=float(rng.uniform(*BETA_HZ)), mixing_v=mixing.astype(np.float32))
+    missing = rng.random(len(scores)) < P_MISSING_SCORE
+    return _Subject(scores=tuple(math.nan if m else x for x, m in zip(scores, missing,
+                                                                      strict=True)),
+                    ehq_total=float(rng.uniform(-100.0, 100.0)), **fields)
 
 
-def _participant_row(subject: _Subject) -> dict[str, str]:
-    scores = dict(zip(PARTICIPANT_COLUMNS[4:], subject.scores, strict=True))
+def _participant_row(subject: _Subject, runs: int) -> dict[str, str]:
+    """A row in the real releases' columns; a missing score is n/a, as there."""
+    scores = {name: "n/a" if math.isnan(value) else f"{value:.3f}"
+              for name, value in zip(("p_factor", "attention", "internalizing",
+                                      "externalizing"), subject.scores, strict=True)}
+    tasks = {column: "available" for column in PARTICIPANT_COLUMNS[11:]}
+    for run in range(runs + 1, 4):
+        tasks[f"contrastChangeDetection_{run}"] = "unavailable"
     return {"participant_id": f"sub-{subject.label}", "release_number": subject.release,
             "sex": subject.sex, "age": f"{subject.age:.4f}",
-            **{name: f"{value:.3f}" for name, value in scores.items()}}
+            "ehq_total": f"{subject.ehq_total:.2f}", "commercial_use": "Yes",
+            "full_pheno": "Yes", **scores, **tasks}
 
 
 # --------------------------------------------------------------------------- behaviour
@@ -373,71 +410,78 @@ def _draw_responses(rng: np.random.Generator, subject: _Subject, n: int, share: 
 
 
 def _event(onset_s: float, value: str, feedback: str | None = None) -> dict[str, Any]:
-    code = BLOCK_START_CODE if value.startswith("contrastChangeB") else EVENT_CODES[value]
-    return {"onset": float(onset_s), "duration": 0.0, "value": value, "event_code": code,
+    return {"onset": float(onset_s), "value": value, "event_code": EVENT_CODES[value],
             "feedback": feedback}
 
 
 def _plan_run(rng: np.random.Generator, subject: _Subject, n_trials: int, sfreq_hz: float,
               share: float) -> _RunPlan:
-    """Events of one run: blocks, trials, presses with their quirks, end_experiment."""
+    """Events of one run, as the real files write them: break, block start(s), trials with
+    their quirks, break, 9999 (no end_experiment). ``n_trials`` per block."""
+    two_blocks = bool(rng.random() < P_TWO_BLOCKS)
+    n_blocks = 2 if two_blocks else 1
+    trials_per_block = n_trials
+    n_trials *= n_blocks
     responses = _draw_responses(rng, subject, n_trials, share, sfreq_hz)
-    responded = rng.random(n_trials) >= P_NO_RESPONSE
+    has_target = rng.random(n_trials) >= P_NO_TARGET
+    responded = (rng.random(n_trials) >= P_NO_RESPONSE) & has_target
     double = (rng.random(n_trials) < P_DOUBLE_PRESS) & responded
+    early = rng.random(n_trials) < P_PRESS_BEFORE_TARGET
+    early_press_s = rng.uniform(*EARLY_PRESS_S, n_trials)
+    early_hand = np.where(rng.random(n_trials) < 0.5, "left", "right")
     second_press_s = rng.uniform(*SECOND_PRESS_S, n_trials)
     stim_delay_s = rng.uniform(*TRIAL_TO_STIM_S, n_trials)
     iti_s = rng.uniform(*ITI_S, n_trials)
-    block_pause_s = rng.uniform(*BLOCK_TO_TRIAL_S, math.ceil(n_trials / TRIALS_PER_BLOCK))
-    cut = bool(rng.random() < P_CUT_LAST) and bool(responded[-1])
-    cut_fraction = rng.uniform(*CUT_FRACTION)
-    tail_s = rng.uniform(*TAIL_S)
+    block_pause_s = rng.uniform(*BLOCK_TO_TRIAL_S, n_blocks)
+    break_s, tail_s = rng.uniform(*BREAK_S), rng.uniform(*TAIL_S)
 
     grid = functools.partial(_on_grid, sfreq_hz=sfreq_hz)
-    events: list[dict[str, Any]] = []
-    stim_s = np.empty(n_trials)
+    events = [_event(0.0, BREAK)]
+    stim_s = np.full(n_trials, np.nan)
     t_s = float(grid(rng.uniform(*LEAD_IN_S)))
     for i in range(n_trials):
-        if i % TRIALS_PER_BLOCK == 0:
-            block = i // TRIALS_PER_BLOCK
+        if i % trials_per_block == 0:
+            block = i // trials_per_block
+            if block:
+                events.append(_event(t_s, BREAK))
+                t_s = float(grid(t_s + block_pause_s[block]))
             events.append(_event(t_s, f"contrastChangeB{block + 1}_start"))
             t_s = float(grid(t_s + block_pause_s[block]))
-        events.append(_event(t_s, "contrastTrial_start"))
-        stim_s[i] = grid(t_s + stim_delay_s[i])
-        side = "right" if responses.target_right[i] else "left"
-        events.append(_event(stim_s[i], f"{side}_target"))
-        last_s = stim_s[i] + NO_RESPONSE_TIMEOUT_S
-        n_presses = 0  # press rows of this trial
+        events.append(_event(t_s, TRIAL_START))
+        if early[i]:  # a press before the target: ignored by the trial logic
+            press_s = float(grid(t_s + min(early_press_s[i], 0.8 * stim_delay_s[i])))
+            events.append(_event(press_s, f"{early_hand[i]}_buttonPress", NON_TARGET_FEEDBACK))
+        stim = float(grid(t_s + stim_delay_s[i]))
+        last_s = stim + NO_RESPONSE_TIMEOUT_S
+        if has_target[i]:
+            stim_s[i] = stim
+            side = "right" if responses.target_right[i] else "left"
+            events.append(_event(stim, f"{side}_target"))
         if responded[i]:
             hand = "right" if responses.hand_right[i] else "left"
-            feedback = "smiley_face" if hand == side else "sad_face"
-            last_s = stim_s[i] + responses.rt_s[i]
-            events.append(_event(last_s, f"{hand}_buttonPress", feedback))
-            n_presses = 1
+            last_s = stim + responses.rt_s[i]
+            events.append(_event(last_s, f"{hand}_buttonPress",
+                                 CORRECT_FEEDBACK if hand == side else "sad_face"))
             if double[i]:
                 last_s = float(grid(last_s + second_press_s[i]))
-                events.append(_event(last_s, f"{hand}_buttonPress", feedback))
-                n_presses = 2
+                events.append(_event(last_s, f"{hand}_buttonPress", NON_TARGET_FEEDBACK))
         t_s = float(grid(last_s + iti_s[i]))
-    end_s = t_s
-    if cut:  # end_experiment falls before the last press, which is therefore not recorded
-        end_s = float(grid(stim_s[-1] + cut_fraction * responses.rt_s[-1]))
-        del events[len(events) - n_presses:]
-    events.append(_event(end_s, "end_experiment"))
+    end_s = float(grid(t_s + break_s))
+    events += [_event(t_s, BREAK), _event(end_s, FILE_END)]
     # Whole seconds, so BDF's 1 s data records need no padding.
-    duration_s = math.ceil(end_s + tail_s if cut
-                           else max(end_s + tail_s, stim_s[-1] + MIN_AFTER_STIM_S))
+    duration_s = math.ceil(max(end_s + tail_s, np.nanmax(stim_s) + MIN_AFTER_STIM_S))
 
-    recorded = responded.copy()
-    recorded[-1] &= not cut
-    counts = Counter(trials=n_trials, responses=int(recorded.sum()),
-                     no_response=int((~responded).sum()),
-                     double_press=int((double & recorded).sum()),
-                     early_press=int((recorded & (responses.rt_s < WINDOW_S[0])).sum()),
-                     wrong_hand=int((recorded & (responses.target_right
-                                                 != responses.hand_right)).sum()),
-                     cut_by_end=int(cut))
+    counts = Counter(trials=n_trials, responses=int(responded.sum()),
+                     no_response=int((has_target & ~responded).sum()),
+                     no_target=int((~has_target).sum()),
+                     press_before_target=int(early.sum()),
+                     double_press=int(double.sum()),
+                     early_press=int((responded & (responses.rt_s < WINDOW_S[0])).sum()),
+                     wrong_hand=int((responded & (responses.target_right
+                                                  != responses.hand_right)).sum()),
+                     two_blocks=int(two_blocks))
     return _RunPlan(events=events, duration_s=float(duration_s), stim_s=stim_s,
-                    rt_s=np.where(recorded, responses.rt_s, np.nan),
+                    rt_s=np.where(responded, responses.rt_s, np.nan),
                     rt_encoded_s=np.where(responded, responses.rt_encoded_s, np.nan),
                     hand_right=responses.hand_right, counts=counts)
 
@@ -618,7 +662,10 @@ def _write_subject(root: Path, staging: Path, subject: _Subject, rng: np.random.
                             plan.rt_encoded_s[None, has_eeg], plan.hand_right[None, has_eeg])
         path = eeg_path(staging, subject.label, run, cfg.fmt)
         write_recording(path, eeg[0], cfg.sfreq_hz)
-        write_events(events_path(path), plan.events)
+        feedback = bool(rng.random() >= P_NO_FEEDBACK_COLUMN)
+        counts["no_feedback_column"] += int(not feedback)
+        write_events(events_path(path), plan.events, cfg.sfreq_hz, feedback=feedback)
+        write_sidecars(path, cfg.sfreq_hz, plan.duration_s)
         truth += _truth_rows(subject, run, plan)
     target = root / f"sub-{subject.label}"
     shutil.rmtree(target, ignore_errors=True)
@@ -665,7 +712,7 @@ def _provenance(cfg: SynthConfig, counts: Counter[str],
             "counts": dict(sorted(counts.items())),
             "unexplained_rt_share": {"configured": cfg.unexplained_rt_share,
                                      "realised": realised},
-            "event_codes": {"contrastChangeB<n>_start": BLOCK_START_CODE, **EVENT_CODES}}
+            "event_codes": EVENT_CODES}
 
 
 def _dataset_description() -> dict[str, Any]:
@@ -683,7 +730,7 @@ def simulated_cache_chunks(n_windows: int, *, windows_per_subject: int = 85,
 
     Each chunk has its own subjects (about ``windows_per_subject`` windows each, as in HBN)
     and is sorted by subject, as a cache built from recordings is. Yields dicts with every
-    column of the window cache (see ``overnight.data.write_cache_from_chunks``).
+    column of the window cache (see ``overnight.windows.cache.write_cache_from_chunks``).
     """
     check_int("n_windows", n_windows, minimum=1)
     check_int("chunk_windows", chunk_windows, minimum=1)
@@ -696,6 +743,7 @@ def simulated_cache_chunks(n_windows: int, *, windows_per_subject: int = 85,
         yield {
             "eeg": sim["eeg"][order], "rt": sim["rt"][order],
             "subject": sim["subject"][order].astype(object),
+            "release": sim["release"][order].astype(object),
             "run": np.ones(n, dtype=np.int16), "trial": np.arange(n, dtype=np.int32),
             "stim_onset_s": stim_onset_s, "response_onset_s": stim_onset_s + sim["rt"][order],
             "hand": sim["hand"][order].astype(object), "correct": np.ones(n, dtype=bool),

@@ -39,7 +39,7 @@ from typing import Any, TextIO
 from overnight import atomic
 from overnight.layout import MODEL_STAGES, PREFLIGHT_STAGES, NightFolder
 from overnight.night import container, records
-from overnight.night.preflight import make_slice
+from overnight.night.preflight import make_slice, slice_roots
 from overnight.night.runner import BANNER, run_command, run_stage, stamped
 
 EXIT_OK = 0
@@ -73,9 +73,10 @@ class Night:
     date: str  # the night, YYYY-MM-DD (the evening it started)
     lock_path: Path  # one night at a time
     reports_dir: Path  # where make report writes <date>.html
-    data: Path  # tonight's BIDS root: the preflight links its slice from it
+    data: tuple[Path, ...]  # tonight's BIDS roots: the preflight links its slice from them
     submission_dir: Path  # the champion: the preflight compares against a copy
-    preflight_subjects: int  # subjects in the preflight's slice
+    preflight_subjects: int  # subjects that must give windows in the preflight
+    preflight_max_subjects: int  # subjects its slice links, read until enough give windows
     make: tuple[str, ...]  # the command that makes a target, e.g. ("make", "-C", repo)
     runner: str  # "local" or "docker" (check docker first, stop stale containers)
     gpu: str  # with runner "docker": the GPU kind the image is for
@@ -96,10 +97,16 @@ class Night:
     def preflight_command(self, dry_run: bool = False) -> list[str]:
         """The sub-make that runs every job on the preflight's slice, in its folder."""
         pre = self.folder.preflight
+        # Its windows stage reads the slice until enough subjects give windows; a slice that
+        # small cannot hold out a release, so it splits by share.
+        windows_set = (f"--enough-subjects {self.preflight_subjects} "
+                       "--set 'windows.val_releases=[]'")
         return self.make_command(
-            *PREFLIGHT_STAGES, dry_run=dry_run, WORK=str(pre.root), DATA=str(pre.bids),
-            EXTRA_RO=os.path.abspath(self.data), SUBMISSION=str(pre.submission),
-            REPORTS=str(pre.reports), TRAIN_SET=PREFLIGHT_TRAIN_SET)
+            *PREFLIGHT_STAGES, dry_run=dry_run, WORK=str(pre.root),
+            DATA=" ".join(map(str, slice_roots(self.data, pre.bids))),
+            EXTRA_RO=" ".join(os.path.abspath(root) for root in self.data),
+            SUBMISSION=str(pre.submission), REPORTS=str(pre.reports),
+            TRAIN_SET=PREFLIGHT_TRAIN_SET, WINDOWS_SET=windows_set)
 
 
 def run_night(night: Night) -> int:
@@ -145,8 +152,9 @@ def dry_run(night: Night, preflight_only: bool = False) -> int:
     if night.runner == "docker":
         print(f"# preflight: check docker, its daemon and the image {night.image} "
               f"(GPU={night.gpu})", flush=True)
-    print(f"# preflight: link {night.preflight_subjects} subjects of {night.data} into "
-          f"{pre.bids}; copy {night.submission_dir} to {pre.submission}", flush=True)
+    print(f"# preflight: link up to {night.preflight_max_subjects} subjects of "
+          f"{' '.join(map(str, night.data))} into {pre.bids}; copy {night.submission_dir} "
+          f"to {pre.submission}", flush=True)
     commands = [night.preflight_command(dry_run=True)]
     if not preflight_only:
         commands += [night.make_command("-k", *MODEL_STAGES, dry_run=True),
@@ -216,10 +224,11 @@ def _prepare_preflight(night: Night, say: Callable[[str], None]) -> None:
         say(f"RUNNER=docker: docker and image {night.image} ready (GPU={night.gpu})")
     if pre.root.exists():
         shutil.rmtree(pre.root)
-    summary = make_slice(night.data, pre.bids, night.preflight_subjects)
+    summary = make_slice(night.data, pre.bids, night.preflight_max_subjects)
     say(f"preflight slice: {len(summary['subjects'])} subjects "
-        f"({', '.join(summary['subjects'])}), {summary['n_recordings']} recordings "
-        f"-> {summary['out']}")
+        f"({', '.join(summary['subjects'])}), {summary['n_recordings']} recordings -> "
+        f"{pre.bids}; the window stage reads them until {night.preflight_subjects} give "
+        "windows")
     pre.reports.mkdir(parents=True)
     if night.submission_dir.is_dir():
         shutil.copytree(night.submission_dir, pre.submission, symlinks=True)

@@ -49,7 +49,7 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
         The night's folder (``layout.NightFolder``). Missing files become "not
         available" notes.
     cache_summary : dict or None
-        ``overnight.data.cache_summary`` of the windows file; None when unavailable.
+        ``overnight.windows.cache.cache_summary`` of the windows file; None when unavailable.
     environment : dict
         ``overnight.provenance.environment()``.
     cache_note : str, optional
@@ -380,6 +380,8 @@ def _data_section(summary: dict | None, note: str | None) -> dict[str, Any]:
                                 "or unreadable)"}
     skipped = summary.get("skipped")
     dropped = summary.get("dropped_trials")
+    per_release = summary.get("windows_per_release")
+    checks = summary.get("channel_checks")
     return {
         "note": None, "summary": summary,
         "skipped": [{"path": str(s.get("path", "?")), "reason": str(s.get("reason", "?"))}
@@ -388,8 +390,25 @@ def _data_section(summary: dict | None, note: str | None) -> dict[str, Any]:
                           key=lambda kv: -(kv[1] or 0)) if isinstance(dropped, dict) else [],
         "numbers": {key: _number(summary.get(key)) for key in
                     ("n_subjects", "n_recordings", "n_windows", "rt_mean_s", "rt_std_s",
-                     "sfreq_hz", "window_start_s", "window_stop_s")},
+                     "sfreq_hz", "window_start_s", "window_stop_s", "n_reference_flat")},
+        "bids_roots": _strings(summary.get("bids_roots")),
+        "releases": sorted(((str(k) or "unknown", _number(v))
+                            for k, v in per_release.items())) if isinstance(per_release, dict)
+        else [],
+        "channel_checks": [_channel_check(c) for c in checks if isinstance(c, dict)]
+        if isinstance(checks, list) else [],
     }
+
+
+def _channel_check(check: dict) -> dict[str, Any]:
+    """One recording's flat and noisy channels (beyond the flat reference), as text."""
+    return {"path": str(check.get("path", "?")),
+            "flat": ", ".join(_strings(check.get("flat_channels"))) or "—",
+            "noisy": ", ".join(_strings(check.get("noisy_channels"))) or "—"}
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _environment_section(environment: dict, comparison: dict | None,

@@ -2,8 +2,9 @@
 
 Datasets, one row per window: ``eeg`` (N, 129, n_times) float32 volts, chunked by window,
 and the columns of ``COLUMNS``. Attributes: the rate, the window, the channel names, the
-BIDS root, the sources, the skipped recordings and dropped trials, the config and the code
-version. ``open_cache`` reads it; ``create_cache`` and ``CacheWriter`` write it.
+BIDS roots, the sources (with each recording's signal checks), the skipped recordings,
+the duplicate subjects and the dropped trials, the config and the code version.
+``open_cache`` reads it; ``create_cache`` and ``CacheWriter`` write it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ _STRINGS = h5py.string_dtype(encoding="utf-8")
 EEG = "eeg"
 # Per-window columns beside ``eeg``: name -> dtype.
 COLUMNS: dict[str, Any] = {
-    "rt": np.float32, "subject": _STRINGS, "run": np.int16, "trial": np.int32,
+    "rt": np.float32, "subject": _STRINGS, "release": _STRINGS, "run": np.int16,
+    "trial": np.int32,
     "stim_onset_s": np.float64, "response_onset_s": np.float64, "hand": _STRINGS,
     "correct": np.bool_, "recording": np.int32,
 }
@@ -74,8 +76,9 @@ class CacheWriter:
             self._h5[name].resize(stop, axis=0)
             self._h5[name][start:stop] = values
 
-    def finish(self, bids_root: Path, sources: list[dict[str, Any]],
-               skipped: list[dict[str, str]], dropped: Counter[str]) -> None:
+    def finish(self, bids_roots: list[Path], sources: list[dict[str, Any]],
+               skipped: list[dict[str, str]], dropped: Counter[str],
+               duplicates: list[dict[str, str]]) -> None:
         """Write the attributes that describe the whole cache."""
         self._h5.attrs.update({
             "sfreq_hz": self._cfg.sfreq_hz,
@@ -83,9 +86,10 @@ class CacheWriter:
             "window_stop_s": self._cfg.window_stop_s,
             "n_times": self._cfg.n_times,
             "ch_names": list(CH_NAMES),
-            "bids_root": str(bids_root),
+            "bids_roots": json.dumps([str(root) for root in bids_roots]),
             "sources": json.dumps(sources),
             "skipped": json.dumps(skipped),
+            "duplicates": json.dumps(duplicates),
             "dropped_trials": json.dumps(dict(sorted(dropped.items()))),
             "config": json.dumps(dataclasses.asdict(self._cfg)),
             "code_version": code_version(),
@@ -114,7 +118,7 @@ def write_cache_from_chunks(out_path: str | os.PathLike[str],
     with create_cache(out_path, cfg) as writer:
         for chunk in chunks:
             writer.append(chunk)
-        writer.finish(Path(source), [], [], Counter())
+        writer.finish([Path(source)], [], [], Counter(), [])
         return writer.n_windows
 
 
@@ -180,11 +184,12 @@ class WindowCache:
         return read_rows(self.eeg, rows)
 
     def attr_json(self, name: str) -> Any:
-        """A JSON attribute (``sources``, ``skipped``, ``dropped_trials``, ``config``)."""
+        """A JSON attribute (``bids_roots``, ``sources``, ``skipped``, ``duplicates``,
+        ``dropped_trials``, ``config``)."""
         return json.loads(self._h5.attrs[name])
 
     def attr(self, name: str) -> str:
-        """A text attribute (``bids_root``, ``created``, ``code_version``)."""
+        """A text attribute (``created``, ``code_version``)."""
         return str(self._h5.attrs[name])
 
 
@@ -301,11 +306,19 @@ def cache_summary(cache_path: str | os.PathLike[str]) -> dict[str, Any]:
     with open_cache(cache_path) as cache:
         rt_s = cache.rt()
         sources = cache.attr_json("sources")
+        releases = Counter(cache.column("release").tolist())
         return {
             "n_windows": int(rt_s.shape[0]),
             "n_subjects": len({s["subject"] for s in sources}),
             "n_recordings": len(sources),
+            "windows_per_release": dict(sorted(releases.items())),
             "skipped": cache.attr_json("skipped"),
+            "duplicates": cache.attr_json("duplicates"),
+            "channel_checks": [
+                {key: s[key] for key in ("path", "flat_channels", "noisy_channels",
+                                         "reference_flat", "median_abs_v")}
+                for s in sources if s.get("flat_channels") or s.get("noisy_channels")],
+            "n_reference_flat": sum(bool(s.get("reference_flat")) for s in sources),
             "dropped_trials": cache.attr_json("dropped_trials"),
             "rt_mean_s": float(rt_s.mean()),
             "rt_std_s": float(rt_s.std()),
@@ -313,7 +326,7 @@ def cache_summary(cache_path: str | os.PathLike[str]) -> dict[str, Any]:
             "window_start_s": cache.window_start_s,
             "window_stop_s": float(cache.attr("window_stop_s")),
             "n_times": cache.n_times,
-            "bids_root": cache.attr("bids_root"),
+            "bids_roots": cache.attr_json("bids_roots"),
             "created": cache.created,
             "code_version": cache.attr("code_version"),
         }

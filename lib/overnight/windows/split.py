@@ -16,44 +16,70 @@ from overnight.config import WindowsConfig
 from overnight.windows.cache import cache_identity, open_cache
 
 
-def make_split(subjects: Sequence[str], cfg: WindowsConfig) -> dict[str, Any]:
-    """A subject-disjoint train/validation split, reproducible from ``cfg.split_seed``.
+def make_split(subjects: Sequence[str], cfg: WindowsConfig,
+               releases: Sequence[str] | None = None) -> dict[str, Any]:
+    """A subject-disjoint train/validation split.
 
-    Unique subjects are sorted, shuffled with ``numpy.random.default_rng(split_seed)`` and
-    the first ``max(1, round(val_fraction * n))`` go to validation (at most ``n - 1``, so
-    training is never empty).
+    With ``cfg.val_releases``, the subjects of those releases are the validation side (as
+    the challenge held out R5). Otherwise unique subjects are sorted, shuffled with
+    ``numpy.random.default_rng(split_seed)`` and the first
+    ``max(1, round(val_fraction * n))`` go to validation (at most ``n - 1``, so training is
+    never empty).
 
     Parameters
     ----------
     subjects : sequence of str
         Subject ids, repeats allowed (e.g. one per window).
     cfg : WindowsConfig
-        ``val_fraction`` and ``split_seed``.
+        ``val_releases``, ``val_fraction`` and ``split_seed``.
+    releases : sequence of str, optional
+        The release of each entry of ``subjects`` (needed with ``val_releases``).
 
     Returns
     -------
     dict
-        ``{"train": sorted ids, "val": sorted ids, "val_fraction", "seed"}``.
+        ``{"train": sorted ids, "val": sorted ids, "val_fraction", "seed",
+        "val_releases"}``.
 
     Raises
     ------
     TypeError
-        ``subjects`` is not a sequence of str.
+        ``subjects`` or ``releases`` is not a sequence of str.
     ValueError
-        Fewer than 2 distinct subjects.
+        Fewer than 2 distinct subjects, or the held-out releases leave one side empty.
     """
-    if isinstance(subjects, str) or not all(isinstance(s, str) for s in subjects):
-        raise TypeError(f"subjects: expected a sequence of str, got {subjects!r:.80}")
+    for name, values in (("subjects", subjects), ("releases", releases or [])):
+        if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+            raise TypeError(f"{name}: expected a sequence of str, got {values!r:.80}")
     unique = sorted(set(subjects))
     if len(unique) < 2:
         raise ValueError(f"subjects: {len(unique)} distinct subject(s) {unique}; "
                          "a subject-disjoint split needs at least 2")
-    n_val = min(len(unique) - 1, max(1, round(cfg.val_fraction * len(unique))))
-    order = np.random.default_rng(cfg.split_seed).permutation(len(unique))
-    val = sorted(unique[i] for i in order[:n_val])
-    train = sorted(unique[i] for i in order[n_val:])
+    if cfg.val_releases:
+        val = _release_subjects(subjects, releases, cfg.val_releases)
+        train = sorted(set(unique) - set(val))
+        if not train:
+            raise ValueError(f"val_releases={list(cfg.val_releases)} holds every subject: "
+                             "nothing is left to train on")
+    else:
+        n_val = min(len(unique) - 1, max(1, round(cfg.val_fraction * len(unique))))
+        order = np.random.default_rng(cfg.split_seed).permutation(len(unique))
+        val = sorted(unique[i] for i in order[:n_val])
+        train = sorted(unique[i] for i in order[n_val:])
     return {"train": train, "val": val, "val_fraction": cfg.val_fraction,
-            "seed": cfg.split_seed}
+            "seed": cfg.split_seed, "val_releases": list(cfg.val_releases)}
+
+
+def _release_subjects(subjects: Sequence[str], releases: Sequence[str] | None,
+                      held_out: Sequence[str]) -> list[str]:
+    if releases is None or len(releases) != len(subjects):
+        raise ValueError("val_releases needs the release of every subject")
+    val = sorted({s for s, r in zip(subjects, releases, strict=True) if r in held_out})
+    if not val:
+        found = sorted(set(releases))
+        raise ValueError(f"val_releases={list(held_out)}: no subject of those releases; the "
+                         f"data holds {found}")
+    return val
 
 
 def write_split(cache_path: str | os.PathLike[str], split_path: str | os.PathLike[str],
@@ -69,8 +95,8 @@ def write_split(cache_path: str | os.PathLike[str], split_path: str | os.PathLik
         The split as written.
     """
     with open_cache(cache_path) as cache:
-        subjects = cache.subjects().tolist()
-    split = make_split(subjects, cfg)
+        subjects, releases = cache.subjects().tolist(), cache.column("release").tolist()
+    split = make_split(subjects, cfg, releases)
     split["cache"] = cache_identity(cache_path)
     write_json(as_path(split_path, "split_path"), split)
     return split
