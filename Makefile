@@ -91,7 +91,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) \
 
 .PHONY: help setup demo synth overnight night-command ready preflight device windows features \
         train-baseline train-hybrid models compare report rollback image status logs \
-        install-cron test test-all lint clean distclean bench bench-windows bench-data
+        install-cron test test-all lint clean distclean bench bench-windows bench-models bench-data
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -204,6 +204,9 @@ bench: | $(READY) ## benchmark windows, features, training and the chain; update
 
 bench-windows: | $(READY) ## benchmark the window stage alone: 1 worker vs every core, 500 Hz .set
 	$(PY) bench/run.py --work $(BENCH_WORK) --only-windows
+
+bench-models: | $(READY) ## every model x input scaling x 3 seeds on the demo and the harder data
+	$(PY) bench/models.py --work $(BENCH_WORK)/models
 
 ## ---- Set-up and upkeep ----
 setup: $(SETUP_STAMP) ## create the virtualenv with pinned dependencies (.venv)

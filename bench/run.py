@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the night-vs-small-batch-fp32 quality comparison (GPU)")
     parser.add_argument("--only-windows", action="store_true",
                         help="only the window stage on 500 Hz recordings (its own section)")
+    parser.add_argument("--only-quality", action="store_true",
+                        help="only the bench data and the quality comparison (its own section)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     gpu = torch.cuda.is_available()
@@ -72,29 +74,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
 
-    measure("window_stage", window_stage, work / "bids-500hz")
+    if not args.only_quality:
+        measure("window_stage", window_stage, work / "bids-500hz")
     if args.only_windows:
-        return _finish(args.out, results, with_chain=False)
+        return _finish(args.out, results, sections=("windows",))
     if _cached_size(windows) != n:
         measure("bench_data", run_job, "bench data", [
             "bench/make_data.py", "--n", str(n), "--out", str(windows), "--split-out", str(split)])
+    if args.only_quality:
+        measure("quality", quality_comparison, work, windows, split, config)
+        return _finish(args.out, results, sections=("quality",))
     measure("raw_read", raw_read, windows)
     measure("features", features_job, windows, folder.features)
     measure("features_reference", features_reference, windows, 300 if gpu else 150)
     measure("training", training_throughput, windows, split, config)
     measure("training_reference", training_reference, windows, split, 150)
     measure("chain", chain, work, windows, split, config)
+    sections = ["chain", "windows"]
     if gpu and not args.skip_quality:
         measure("quality", quality_comparison, work, windows, split, config)
-    return _finish(args.out, results, with_chain=True)
+        sections.append("quality")
+    return _finish(args.out, results, sections=tuple(sections))
 
 
-def _finish(out: Path, results: dict[str, Any], with_chain: bool) -> int:
+def _finish(out: Path, results: dict[str, Any], sections: tuple[str, ...]) -> int:
     if "errors" in results:
         log.error("failed measurements: %s", results["errors"])
         return 1
-    write_markdown(out, results, with_chain)
-    print(summary(results) if with_chain else render_windows(results))
+    write_markdown(out, results, sections)
+    print(summary(results) if "chain" in sections else "")
     return 0
 
 
@@ -175,24 +183,36 @@ def features_job(windows: Path, out: Path) -> dict[str, Any]:
                                    str(out)]), **feature_attrs(out)}
 
 
+# The night's settings (the GPU config: large batch, bf16) against batch 64 in fp32, and
+# the schedules that might close the gap; each over several seeds, whose spread is the
+# noise the comparison is read against.
+QUALITY_VARIANTS = {
+    "night (sqrt LR scaling)": [],
+    "night, linear LR scaling, 5 warm-up epochs": ["train.lr_scaling='linear'",
+                                                  "train.warmup_epochs=5"],
+    "night, 5 warm-up epochs, up to 50 epochs": ["train.warmup_epochs=5", "train.max_epochs=50",
+                                                "train.patience=15"],
+    "batch 64, fp32": ["train.batch_size=64", "train.precision='fp32'"],
+}
+
+
 def quality_comparison(work: Path, windows: Path, split: Path, config: Path,
-                       seeds: tuple[int, ...] = (0, 1)) -> dict[str, Any]:
-    """The baseline trained the night's way (config) and the old way (batch 64, fp32), for
-    several seeds: the seed-to-seed spread is the noise the two are compared against."""
-    runs: dict[str, list[float]] = {"night": [], "small_batch_fp32": []}
-    seconds: dict[str, list[float]] = {"night": [], "small_batch_fp32": []}
-    for seed in seeds:
-        for name, settings in (("night", []), ("small_batch_fp32", [
-                "train.batch_size=64", "train.precision='fp32'"])):
-            out = work / "quality" / f"{name}-seed{seed}"
-            overrides = [a for s in [*settings, f"train.seed={seed}"] for a in ("--set", s)]
+                       seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
+    """The baseline trained with each of ``QUALITY_VARIANTS`` for every seed."""
+    result: dict[str, Any] = {"seeds": list(seeds), "variants": {}}
+    for number, (name, settings) in enumerate(QUALITY_VARIANTS.items()):
+        runs = result["variants"][name] = {"nrmse": [], "train_seconds": [], "epochs": []}
+        for seed in seeds:
+            out = work / "quality" / f"variant{number}-seed{seed}"
             run_job(f"quality {name} seed {seed}", [
                 "jobs/train.py", "--config", str(config), "--model", "baseline", "--windows",
-                str(windows), "--split", str(split), "--out", str(out), *overrides])
+                str(windows), "--split", str(split), "--out", str(out),
+                *_settings([*settings, f"train.seed={seed}"])])
             meta = json.loads((out / "model.json").read_text())
-            runs[name].append(meta["best_val_nrmse"])
-            seconds[name].append(meta["train_seconds"])
-    return {"seeds": list(seeds), "nrmse": runs, "train_seconds": seconds}
+            runs["nrmse"].append(meta["best_val_nrmse"])
+            runs["train_seconds"].append(meta["train_seconds"])
+            runs["epochs"].append(meta["epochs_run"])
+    return result
 
 
 def raw_read(windows: Path, slab: int = 2048) -> dict[str, Any]:
@@ -415,13 +435,31 @@ def summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, r: dict[str, Any], with_chain: bool = True) -> None:
+def write_markdown(path: Path, r: dict[str, Any], sections: tuple[str, ...]) -> None:
     """Replace this machine's sections of the benchmarks page, keep the others."""
     key = r["machine"]["gpu"] if r["machine"]["gpu"] != "none" else "CPU only"
-    if with_chain:
+    if "chain" in sections:
         replace_section(path, key, render_section(key, r))
-    cores = r["window_stage"]["cores"]
-    replace_section(path, f"window stage, {cores} cores", render_windows(r))
+    if "windows" in sections:
+        replace_section(path, f"window stage, {r['window_stage']['cores']} cores",
+                        render_windows(r))
+    if "quality" in sections:
+        replace_section(path, f"quality, {key}", render_quality(key, r))
+
+
+def render_quality(key: str, r: dict[str, Any]) -> str:
+    """The baseline under each training schedule, over seeds."""
+    q = r["quality"]
+    rows = [f"## Training settings and quality, {key}\n",
+            f"- command: `{r['command']}`, {time.strftime('%Y-%m-%d')} (config `{r['config']}`)",
+            f"- data: {r['n_windows']:,} windows; the baseline over seeds {q['seeds']}",
+            "", "| settings | NRMSE (mean, per seed) | epochs | training time |",
+            "| --- | --- | --- | --- |"]
+    for name, runs in q["variants"].items():
+        rows.append(f"| {name} | {_spread(runs['nrmse'])} | "
+                    + ", ".join(map(str, runs["epochs"]))
+                    + f" | {np.mean(runs['train_seconds']):.0f} s |")
+    return "\n".join(rows) + "\n\n"
 
 
 def render_windows(r: dict[str, Any]) -> str:
@@ -523,13 +561,8 @@ def render_section(key: str, r: dict[str, Any]) -> str:
     scores = ", ".join(f"{k} {v:.3f}" for k, v in c["nrmse"].items() if v is not None)
     rows.append(f"Validation NRMSE: {scores}.")
     if "quality" in r:
-        q = r["quality"]
-        night, small = q["nrmse"]["night"], q["nrmse"]["small_batch_fp32"]
-        rows.append(
-            f"Quality, baseline over seeds {q['seeds']}: the night's settings (batch "
-            f"{t['batch_size']}, {t['precision']}) NRMSE {_spread(night)} in "
-            f"{np.mean(q['train_seconds']['night']):.0f} s; batch 64 fp32 NRMSE "
-            f"{_spread(small)} in {np.mean(q['train_seconds']['small_batch_fp32']):.0f} s.")
+        rows.append(f"Quality of the night's settings: see \"Training settings and quality, "
+                    f"{key}\".")
     if "peak_gpu_memory_gb" in t:
         rows.append(f"Peak GPU memory of the training loop: {t['peak_gpu_memory_gb']} GB.")
     rows.append("")

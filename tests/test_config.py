@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,18 @@ def test_a_file_s_error_names_the_file(tmp_path):
     path.write_text("[train]\nbatch_size = -1\n")
     with pytest.raises(ValueError, match=rf"{path}: \[train\] batch_size = -1"):
         load_config(path)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    assert isinstance(load_config(path), Config)
+
+
+def test_the_harder_synthetic_setting_is_harder() -> None:
+    hard = load_config(Path(__file__).parents[1] / "configs" / "synth-hard.toml").synth
+    default = SynthConfig()
+    assert hard.n_subjects < default.n_subjects
+    assert hard.task_signal_scale < default.task_signal_scale
+    assert hard.subject_sd > default.subject_sd
+    assert hard.spatial_sd_m > 0 and hard.latency_sd_s > 0

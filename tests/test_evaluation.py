@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from overnight.evaluation import nrmse, rmse
+from overnight.evaluation import interval, nrmse, rmse, subject_bootstrap
 
 
 def test_mean_predictor_scores_exactly_one():
@@ -38,3 +38,26 @@ def test_invalid_inputs_raise(y_true, y_pred):
 def test_rmse_is_in_seconds():
     y = np.array([1.0, 2.0, 1.0, 2.0])
     assert rmse(y, y + np.array([0.0, 0.0, 1.0, 1.0])) == pytest.approx(np.sqrt(0.5))
+
+
+def test_subject_bootstrap_resamples_subjects_and_pairs_the_models():
+    rng = np.random.default_rng(0)
+    subjects = np.repeat(["A", "B", "C", "D"], [30, 5, 20, 10])
+    y = rng.normal(1.5, 0.4, len(subjects))
+    good, bad = y + rng.normal(0, 0.1, len(y)), y + rng.normal(0, 0.4, len(y))
+    boot = subject_bootstrap(y, {"good": good, "bad": bad}, subjects, 500, seed=3)
+    assert boot["good"].shape == (500,)
+    assert (boot["good"] < boot["bad"]).all()  # paired: the same resamples for both
+    low, high = interval(boot["good"], 0.9)
+    assert low < nrmse(y, good) < high
+    again = subject_bootstrap(y, {"good": good}, subjects, 500, seed=3)
+    np.testing.assert_allclose(again["good"], boot["good"], rtol=1e-12)  # same resamples
+    # one subject with one window: every resample has no spread, so no score
+    lone = subject_bootstrap(np.array([1.0]), {"m": np.array([1.2])}, ["A"], 100)
+    assert np.isnan(lone["m"]).all()
+
+
+def test_interval_is_the_central_share():
+    values = np.arange(1001, dtype=float)
+    assert interval(values, 0.9) == pytest.approx((50.0, 950.0))
+    assert interval(np.append(values, np.nan), 0.5) == pytest.approx((250.0, 750.0))

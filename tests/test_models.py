@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from overnight.config import TrainConfig
 from overnight.features.spec import FEATURE_NAMES, window_features
-from overnight.models import MODELS, build_model
+from overnight.models import MODELS, NORMALIZATIONS, ConstantPredictor, build_model
 
 # Every registered model must have a case here: a new model without one fails the suite.
 MODEL_CASES = {"baseline": {"n_filters": 8}, "hybrid": {"n_filters": 8}}
@@ -47,3 +48,55 @@ def test_hybrid_computes_its_own_features_from_the_window():
 def test_unknown_model_lists_the_choices():
     with pytest.raises(ValueError, match="baseline"):
         build_model("transformer")
+
+
+def _fitted(name: str, normalization: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(name, n_filters=8, normalization=normalization).eval()
+    model.set_standardization({"target_mean": torch.tensor(1.5), "target_std": torch.tensor(0.4),
+                               "rt_min": torch.tensor(0.4), "rt_max": torch.tensor(2.8),
+                               "input_std": torch.full((129, 1), 1e-5)})
+    return model
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_any_input_gives_a_finite_rt_in_the_training_range(name, normalization):
+    model = _fitted(name, normalization)
+    x = torch.randn(4, 129, 200) * 1e-5
+    nan_channel = x.clone()
+    nan_channel[:, 54] = float("nan")
+    inf_sample = x.clone()
+    inf_sample[0, 3, 7] = float("inf")
+    with torch.inference_mode():
+        for probe in (x, x * 1e6, x * 1e12, nan_channel, inf_sample, torch.zeros_like(x),
+                      torch.full_like(x, float("nan"))):
+            rt = model(probe)
+            assert torch.isfinite(rt).all() and (rt >= 0.4).all() and (rt <= 2.8).all()
+        # one bad channel does not spoil the other windows of the batch
+        mixed = x.clone()
+        mixed[0] = float("nan")
+        torch.testing.assert_close(model(mixed)[1:], model(x)[1:])
+
+
+def test_window_normalization_ignores_the_input_scale():
+    # the baseline only: the hybrid's features are physical quantities, only its CNN is
+    # scale-free
+    model = _fitted("baseline", "window")
+    x = torch.randn(3, 129, 200) * 1e-5
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), model(x * 1e6), rtol=1e-4, atol=1e-5)
+
+
+def test_normalizations_match_the_config():
+    for normalization in NORMALIZATIONS:
+        assert TrainConfig(normalization=normalization).normalization == normalization
+    with pytest.raises(ValueError, match="normalization"):
+        TrainConfig(normalization="robust")
+    with pytest.raises(ValueError, match="normalization"):
+        build_model("baseline", normalization="robust")
+
+
+def test_constant_predictor_answers_one_number_per_window():
+    out = ConstantPredictor(0.25)(torch.zeros(3, 129, 200))
+    assert out.shape == (3, 1) and torch.equal(out, torch.full((3, 1), 0.25))

@@ -87,6 +87,15 @@ class SynthConfig(_Section):
     fmt: str = setting("set", choices=EEG_FORMATS)  # file format: EEGLAB or BDF
     # share of RT variance not encoded in the EEG, 0..1
     unexplained_rt_share: float = setting(0.25, at_least=0.0, at_most=1.0)
+    # The harder setting (configs/synth-hard.toml) turns these: task signals (CPP, beta,
+    # motor potential) times this against the same background,
+    task_signal_scale: float = setting(1.0, above=0.0)
+    # lognormal sd of each subject's task gain and background scale,
+    subject_sd: float = setting(0.2, at_least=0.0)
+    # sd of each subject's shift of the task sources on the scalp, metres (0: none),
+    spatial_sd_m: float = setting(0.0, at_least=0.0)
+    # and sd of each subject's shift of the CPP onset, seconds (0: none).
+    latency_sd_s: float = setting(0.0, at_least=0.0)
     seed: int = setting(0, at_least=0)  # everything is deterministic from this seed
 
 
@@ -162,11 +171,17 @@ class TrainConfig(_Section):
     batch_size: int = setting(64, at_least=1)  # windows per step
     # peak AdamW learning rate at lr_reference_batch windows per step
     lr: float = setting(1e-3, above=0.0)
-    # the LR scales with sqrt(batch_size / lr_reference_batch)
+    # the LR scales with batch_size / lr_reference_batch: by its square root ("sqrt", what
+    # Adam tolerates best in our runs) or linearly ("linear", the rule for SGD)
     lr_reference_batch: int = setting(64, at_least=1)
+    lr_scaling: str = setting("sqrt", choices=("sqrt", "linear"))
     weight_decay: float = setting(1e-4, at_least=0.0)  # AdamW weight decay
     dropout: float = setting(0.3, at_least=0.0, below=1.0)  # dropout probability
     n_filters: int = setting(32, at_least=1)  # channels of the temporal convolutions
+    # Input scaling (overnight.models.NORMALIZATIONS): "window" z-scores each channel of
+    # each window (the challenge's top entries did; scale-free), "train" uses the training
+    # split's channel statistics.
+    normalization: str = setting("train", choices=("train", "window"))
     grad_clip: float = setting(1.0, above=0.0)  # max global gradient norm
     max_epochs: int = setting(40, at_least=1)  # upper bound on epochs
     warmup_epochs: int = setting(1, at_least=0)  # linear warm-up before the cosine decay
@@ -192,6 +207,16 @@ class CompareConfig(_Section):
     name: ClassVar[str] = "compare"
     # relative NRMSE improvement a challenger needs, 0.01 = 1 %
     margin: float = setting(0.01, at_least=0.0)
+    # Resamples of the subject bootstrap behind every interval and the paired test: 1000
+    # puts the 5 % and 95 % points within about a percent of their limit, in well under a
+    # second for thousands of windows.
+    bootstrap_resamples: int = setting(1000, at_least=100)
+    bootstrap_seed: int = setting(0, at_least=0)  # the same resamples every night
+    # Width of the interval shown with every NRMSE.
+    interval_level: float = setting(0.9, above=0.0, below=1.0)
+    # Share of paired resamples in which a challenger must beat the champion to be
+    # promoted: with a handful of validation subjects, a 1 % gain is often noise.
+    min_paired_wins: float = setting(0.9, at_least=0.5, at_most=1.0)
 
 
 SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, CompareConfig)

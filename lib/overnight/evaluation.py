@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,45 @@ def nrmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if not np.all(np.isfinite(y_pred)):
         return math.nan
     return float(np.sqrt(np.mean((y_true - y_pred) ** 2)) / std)
+
+
+def subject_bootstrap(y_true: np.ndarray, predictions: Mapping[str, np.ndarray],
+                      subjects: Sequence[str], n_resamples: int,
+                      seed: int = 0) -> dict[str, np.ndarray]:
+    """Each prediction's NRMSE on ``n_resamples`` resamples of the validation windows.
+
+    A resample draws the validation subjects with replacement, then each drawn subject's
+    windows with replacement: subjects, not windows, are the units that vary. Every
+    prediction is scored on the same resamples, so two models can be compared pairwise.
+
+    Returns
+    -------
+    dict
+        Name -> (n_resamples,) NRMSE (NaN where a resample has no spread in ``y_true``).
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    names = list(predictions)
+    stacked = np.stack([np.asarray(predictions[n], dtype=np.float64) for n in names])
+    labels = np.asarray(subjects)
+    groups = [np.flatnonzero(labels == s) for s in np.unique(labels)]
+    rng = np.random.default_rng(seed)
+    scores = np.full((len(names), n_resamples), np.nan)
+    for r in range(n_resamples):
+        drawn = rng.integers(0, len(groups), len(groups))
+        rows = np.concatenate([groups[g][rng.integers(0, len(groups[g]), len(groups[g]))]
+                               for g in drawn])
+        spread = y[rows].std()
+        if spread > 0:
+            err = stacked[:, rows] - y[rows]
+            scores[:, r] = np.sqrt(np.mean(err * err, axis=1)) / spread
+    return dict(zip(names, scores, strict=True))
+
+
+def interval(resampled: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap values (NaN resamples ignored)."""
+    tail = 50.0 * (1.0 - level)
+    low, high = np.nanpercentile(resampled, [tail, 100.0 - tail])
+    return float(low), float(high)
 
 
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -73,13 +112,24 @@ def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: in
 
 
 def load_trained_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[RTModel, dict]:
-    """A finished model from its folder (``model.json`` + ``model.pt``), in eval mode."""
+    """A finished model from its folder (``model.json`` + ``model.pt``), in eval mode.
+
+    Raises
+    ------
+    ValueError
+        A weight is NaN or infinite (a diverged training): the model's output guard would
+        hide it behind the training mean, so it is refused here.
+    """
     meta_path = Path(model_dir) / "model.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path}: no finished training in {model_dir}")
     meta = json.loads(meta_path.read_text())
     model = build_model(meta["model"], **meta["model_args"])
     state = torch.load(Path(model_dir) / "model.pt", map_location=device, weights_only=True)
+    broken = [name for name, tensor in state.items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise ValueError(f"{Path(model_dir) / 'model.pt'}: non-finite weights in {broken[:3]}")
     model.load_state_dict(state)
     return model.to(device).eval(), meta
 

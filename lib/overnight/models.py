@@ -15,6 +15,14 @@ from torch import nn
 
 from overnight.features.spec import FEATURE_NAMES, WindowFeatures
 
+# How a window is scaled before the network: "train" subtracts the training split's channel
+# means and divides by its channel stds; "window" z-scores every channel of every window on
+# its own, so the input's scale (volts, microvolts, a subject's gain) cannot move the output.
+NORMALIZATIONS = ("train", "window")
+# Scaled inputs are clipped to this many stds: one artefact or a wrongly scaled window
+# cannot saturate the network.
+INPUT_CLIP = 20.0
+
 
 class ConvBackbone(nn.Module):
     """Spatial filter bank, then three temporal conv blocks that halve time; flattened.
@@ -49,16 +57,28 @@ class ConvBackbone(nn.Module):
 
 
 class RTModel(nn.Module):
-    """Base class: standardisation buffers and the seconds-in, seconds-out contract."""
+    """Base class: standardisation buffers and the seconds-in, seconds-out contract.
+
+    Whatever the input, the output is finite and inside the training RTs' range
+    (``rt_min``..``rt_max``, fitted with the standardisation): a NaN or Inf sample becomes
+    its channel's training mean (no signal), the scaled input is clipped, and the
+    prediction is clamped.
+    """
 
     uses_features = False
 
-    def __init__(self, n_chans: int = 129) -> None:
+    def __init__(self, n_chans: int = 129, normalization: str = "train") -> None:
         super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization={normalization!r}: expected one of "
+                             f"{NORMALIZATIONS}")
+        self.normalization = normalization
         self.register_buffer("input_mean", torch.zeros(n_chans, 1))
         self.register_buffer("input_std", torch.ones(n_chans, 1))
         self.register_buffer("target_mean", torch.zeros(()))
         self.register_buffer("target_std", torch.ones(()))
+        self.register_buffer("rt_min", torch.zeros(()))
+        self.register_buffer("rt_max", torch.full((), 10.0))
 
     def set_standardization(self, stats: dict[str, torch.Tensor]) -> None:
         """Copy standardisation statistics (fitted on the training split) into the buffers."""
@@ -73,18 +93,31 @@ class RTModel(nn.Module):
 
     def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Response time in seconds, (B, 1), from windows (B, C, T) in volts."""
-        return self.standardized_output(x, features) * self.target_std + self.target_mean
+        x = self.neutralize(x)
+        rt = self.standardized_output(x, features) * self.target_std + self.target_mean
+        rt = torch.where(torch.isfinite(rt), rt, self.target_mean)
+        return torch.minimum(torch.maximum(rt, self.rt_min), self.rt_max)
+
+    def neutralize(self, x: torch.Tensor) -> torch.Tensor:
+        """Non-finite samples replaced by their channel's training mean."""
+        return torch.where(torch.isfinite(x), x, self.input_mean.to(x.dtype))
 
     def _scale_input(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.input_mean) / self.input_std
+        if self.normalization == "window":
+            centred = x - x.mean(dim=-1, keepdim=True)
+            # A flat channel is all zeros once centred, and stays zero.
+            scaled = centred / centred.std(dim=-1, keepdim=True).clamp_min(1e-12)
+        else:
+            scaled = (x - self.input_mean) / self.input_std
+        return scaled.clamp(-INPUT_CLIP, INPUT_CLIP)
 
 
 class BaselineCNN(RTModel):
     """The CNN alone, on raw windows."""
 
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
-                 dropout: float = 0.3) -> None:
-        super().__init__(n_chans)
+                 dropout: float = 0.3, normalization: str = "train") -> None:
+        super().__init__(n_chans, normalization)
         self.backbone = ConvBackbone(n_chans, n_times, n_filters, dropout)
         self.head = nn.Linear(self.backbone.n_embed, 1)
 
@@ -105,8 +138,9 @@ class HybridCNN(RTModel):
 
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3, sfreq_hz: float = 100.0,
-                 window_start_s: float = 0.5, n_feature_hidden: int = 32) -> None:
-        super().__init__(n_chans)
+                 window_start_s: float = 0.5, n_feature_hidden: int = 32,
+                 normalization: str = "train") -> None:
+        super().__init__(n_chans, normalization)
         n_features = len(FEATURE_NAMES)
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
@@ -123,15 +157,27 @@ class HybridCNN(RTModel):
         if features is None:
             features = self.features(x)  # (B, F), the twin of the Numba features
         # Clamped so one extreme window cannot saturate the MLP.
-        scaled = ((features - self.feature_mean) / self.feature_std).clamp(-10.0, 10.0)
+        scaled = torch.nan_to_num((features - self.feature_mean) / self.feature_std,
+                                  nan=0.0).clamp(-10.0, 10.0)
         fused = torch.cat([self.backbone(self._scale_input(x)), self.feature_mlp(scaled)], dim=1)
         return self.head(fused)
+
+
+class ConstantPredictor(nn.Module):
+    """One number for every window, (B, 1): the answer for a challenge not trained for."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.register_buffer("value", torch.tensor(float(value)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value.expand(x.shape[0], 1).to(x.dtype)
 
 
 MODELS: dict[str, type[RTModel]] = {"baseline": BaselineCNN, "hybrid": HybridCNN}
 
 
-def build_model(name: str, **model_args: float) -> RTModel:
+def build_model(name: str, **model_args: float | str) -> RTModel:
     """Instantiate a registered model by name."""
     if name not in MODELS:
         raise ValueError(f"model={name!r}: expected one of {sorted(MODELS)}")

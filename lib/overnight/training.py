@@ -64,7 +64,8 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     model_args = _model_args(model_name, cfg, window_spec)
     model = build_model(model_name, **model_args).to(device)
     model.set_standardization(stats)
-    lr = cfg.lr * math.sqrt(cfg.batch_size / cfg.lr_reference_batch)
+    batch_ratio = cfg.batch_size / cfg.lr_reference_batch
+    lr = cfg.lr * (batch_ratio if cfg.lr_scaling == "linear" else math.sqrt(batch_ratio))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(cfg.warmup_epochs * steps_per_epoch,
@@ -263,7 +264,8 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
     val = SplitSide(windows_path, features_path, val_rows, rt[val_rows], device, val_resident,
                     cfg.slab_windows)
     stats = {"target_mean": torch.tensor(target_mean), "target_std": torch.tensor(target_std),
-             **_input_stats(train)}
+             "rt_min": torch.tensor(rt[train_rows].min()),
+             "rt_max": torch.tensor(rt[train_rows].max()), **_input_stats(train)}
     log.info("data: %d training windows (%d subjects, %s), %d validation windows "
              "(%d subjects, %s)", len(train), len(split["train"]),
              "on the device" if train_resident else "streamed",
@@ -367,7 +369,8 @@ def _model_args(model_name: str, cfg: TrainConfig, window_spec: dict[str, Any]
                 ) -> dict[str, Any]:
     args: dict[str, Any] = {"n_chans": window_spec.pop("n_chans"),
                             "n_times": window_spec.pop("n_times"),
-                            "n_filters": cfg.n_filters, "dropout": cfg.dropout}
+                            "n_filters": cfg.n_filters, "dropout": cfg.dropout,
+                            "normalization": cfg.normalization}
     if MODELS[model_name].uses_features:
         args.update(window_spec)
     return args

@@ -9,15 +9,17 @@ import torch
 
 from overnight import atomic
 from overnight.champion.compare import compare_and_promote, rollback
-from overnight.champion.gate import decide
+from overnight.champion.gate import HELD_BACK_BY_BOOTSTRAP, HELD_BACK_BY_MARGIN, decide
 from overnight.champion.record import CHAMPION_FILE, install, read_champion
 from overnight.champion.submission import (
     SUBMISSION_FILE,
     build_submission,
     check_in_fresh_process,
+    probe_windows,
 )
 from overnight.config import CompareConfig
-from overnight.evaluation import load_trained_model, predict
+from overnight.evaluation import load_trained_model, nrmse, predict, subject_bootstrap
+from overnight.hbn.channels import index_of
 from overnight.windows.cache import load_windows
 from overnight.windows.split import read_split
 
@@ -37,8 +39,54 @@ def test_gate_never_promotes_a_worse_model():
 
 
 def test_gate_needs_the_margin():
-    assert not decide({"hybrid": 0.735}, 0.74, MARGIN).promoted  # 0.7 % better: not enough
-    assert decide({"hybrid": 0.73}, 0.74, MARGIN).promoted  # 1.4 % better
+    sure = {"hybrid": 0.99}
+    held = decide({"hybrid": 0.735}, 0.74, MARGIN, paired_wins=sure)  # 0.7 % better
+    assert not held.promoted and held.held_back == HELD_BACK_BY_MARGIN
+    assert decide({"hybrid": 0.73}, 0.74, MARGIN, paired_wins=sure).promoted  # 1.4 % better
+
+
+def test_gate_needs_the_paired_bootstrap():
+    held = decide({"hybrid": 0.70}, 0.74, MARGIN, paired_wins={"hybrid": 0.85})
+    assert not held.promoted and held.held_back == HELD_BACK_BY_BOOTSTRAP
+    assert "only 85% of the paired resamples" in held.reason
+    assert not decide({"hybrid": 0.70}, 0.74, MARGIN).promoted  # no bootstrap, no promotion
+    strict = CompareConfig(margin=0.01, min_paired_wins=0.95)
+    assert not decide({"hybrid": 0.70}, 0.74, strict, paired_wins={"hybrid": 0.93}).promoted
+
+
+def _noisy_night(seed: int, challenger_noise_s: float) -> tuple[np.ndarray, ...]:
+    """Six validation subjects; the champion's error is noise of 0.3 s per window, the
+    challenger's ``challenger_noise_s``, both around the same subject-level bias."""
+    rng = np.random.default_rng(seed)
+    subjects = np.repeat([f"S{i}" for i in range(6)], 40)
+    y = 1.5 + rng.normal(0, 0.4, len(subjects))
+    bias = np.repeat(rng.normal(0, 0.2, 6), 40)
+    champion = y + bias + rng.normal(0, 0.3, len(y))
+    challenger = y + bias + rng.normal(0, challenger_noise_s, len(y))
+    return subjects, y, champion, challenger
+
+
+def test_a_challenger_better_by_noise_only_is_held_back():
+    cfg = CompareConfig()
+    held_back = 0
+    for seed in range(40):
+        subjects, y, champion, challenger = _noisy_night(seed, 0.3)  # the same model, twice
+        score, champion_score = nrmse(y, challenger), nrmse(y, champion)
+        if score >= champion_score * (1 - cfg.margin):
+            continue  # the margin alone holds it back
+        boot = subject_bootstrap(y, {"hybrid": challenger, "champion": champion}, subjects,
+                                 cfg.bootstrap_resamples)
+        wins = float(np.mean(boot["hybrid"] < boot["champion"]))
+        decision = decide({"hybrid": score}, champion_score, cfg, paired_wins={"hybrid": wins})
+        assert decision.promoted == (wins >= cfg.min_paired_wins)
+        held_back += decision.held_back == HELD_BACK_BY_BOOTSTRAP
+    assert held_back >= 5  # noise often clears the margin; the bootstrap catches it
+    subjects, y, champion, challenger = _noisy_night(0, 0.1)  # really better
+    boot = subject_bootstrap(y, {"hybrid": challenger, "champion": champion}, subjects,
+                             cfg.bootstrap_resamples)
+    wins = float(np.mean(boot["hybrid"] < boot["champion"]))
+    assert decide({"hybrid": nrmse(y, challenger)}, nrmse(y, champion), cfg,
+                  paired_wins={"hybrid": wins}).promoted
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, None])
@@ -81,6 +129,52 @@ def test_submission_runs_in_a_fresh_process_without_the_project(tiny_night, tmp_
     check_in_fresh_process(tmp_path / "sub", val.eeg, expected, val.sfreq_hz)
     with pytest.raises(RuntimeError, match="differ"):
         check_in_fresh_process(tmp_path / "sub", val.eeg, expected + 0.01, val.sfreq_hz)
+
+
+# A hand-written submission: RT = 1 s + 1e4 x the window's mean, and a Challenge 2 model
+# that is given by the test.
+_HANDMADE = """
+import torch
+
+class _Mean(torch.nn.Module):
+    def forward(self, x):
+        return 1.0 + 1e4 * x.mean(dim=(1, 2)).unsqueeze(1)
+
+class Submission:
+    def __init__(self, SFREQ, DEVICE):
+        pass
+
+    def get_model_challenge_1(self):
+        return _Mean().eval()
+
+    def get_model_challenge_2(self):
+        CHALLENGE_2
+"""
+
+
+def _handmade(tmp_path, challenge_2):
+    sub = tmp_path / "handmade"
+    sub.mkdir()
+    (sub / SUBMISSION_FILE).write_text(_HANDMADE.replace("CHALLENGE_2", challenge_2))
+    windows = np.random.default_rng(1).normal(0, 1e-5, (6, 129, 200)).astype(np.float32)
+    return sub, windows, 1.0 + 1e4 * windows.astype(np.float64).mean(axis=(1, 2))
+
+
+def test_fresh_process_check_feeds_the_probes(tmp_path):
+    sub, windows, expected = _handmade(tmp_path, "return _Mean().eval()")
+    with pytest.raises(RuntimeError, match=r"probe 'white noise \(microvolts\)'.*0.2..3.0 s"):
+        check_in_fresh_process(sub, windows, expected, 100.0)
+    probes = probe_windows(windows)
+    assert set(probes) == {"white noise (volts)", "white noise (microvolts)",
+                           "one NaN channel", "one flat channel", "all-zero windows"}
+    assert np.isnan(probes["one NaN channel"][:, index_of("CPz")]).all()
+    assert all(p.shape == (8, 129, 200) and p.dtype == np.float32 for p in probes.values())
+
+
+def test_fresh_process_check_calls_challenge_2(tmp_path):
+    sub, windows, expected = _handmade(tmp_path, "raise NotImplementedError('only 1')")
+    with pytest.raises(RuntimeError, match="NotImplementedError: only 1"):
+        check_in_fresh_process(sub, windows, expected, 100.0)
 
 
 def test_fresh_process_check_blocks_project_imports(tiny_night, tmp_path):

@@ -369,3 +369,20 @@ def test_job_main(tmp_path: Path) -> None:
                  "--set", "synth.runs_per_subject=1", "--set", "synth.trials_per_run=3"]) == 0
     assert (out / "dataset_description.json").exists()
     assert len(read_tsv(out / "derivatives" / "synth" / "truth.tsv")) == 3
+
+
+def test_the_harder_setting_spreads_subjects_and_leaves_the_default_alone() -> None:
+    from overnight.hbn.synth import _draw_subjects, _variation
+
+    default = _draw_subjects(0, 4)
+    same = _draw_subjects(0, 4, _variation(SynthConfig()))
+    hard = _draw_subjects(0, 4, _variation(SynthConfig(task_signal_scale=0.5, subject_sd=0.5,
+                                                       spatial_sd_m=0.01, latency_sd_s=0.05)))
+    for (a, _), (b, _) in zip(default, same, strict=True):
+        assert a.gain == b.gain and np.array_equal(a.mixing_v, b.mixing_v)
+        assert a.latency_s == 0.0
+    assert all(s.latency_s != 0.0 for s, _ in hard)
+    # moved task sources: the CPP pattern (last row) differs beyond the gain
+    cpp_default = default[0][0].mixing_v[-1] / default[0][0].gain
+    cpp_hard = hard[0][0].mixing_v[-1] / hard[0][0].gain
+    assert not np.allclose(cpp_default / cpp_default.max(), cpp_hard / cpp_hard.max())

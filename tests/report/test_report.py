@@ -41,12 +41,15 @@ def _comparison() -> dict[str, Any]:
     model = {"epochs": 14, "best_epoch": 9, "n_params": 52113, "train_seconds": 41.2}
     return {
         "created": "2026-11-26T05:02:11", "code_version": "abc123", "margin": 0.01,
+        "bootstrap": {"resamples": 1000, "seed": 0, "interval_level": 0.9,
+                      "min_paired_wins": 0.9},
         "split": {"n_train_subjects": 24, "n_val_subjects": 4, "n_val_windows": subject.size},
         "rows": [
             {"name": "baseline", "kind": "model", "nrmse": 0.71, "rmse_s": 0.29,
              "delta_vs_champion": -0.0405, **model},
             {"name": "hybrid", "kind": "model", "nrmse": 0.69, "rmse_s": 0.28,
-             "delta_vs_champion": -0.0676, **model},
+             "delta_vs_champion": -0.0676, "nrmse_interval": [0.65, 0.73],
+             "paired_wins": 0.953, **model},
             {"name": "champion", "kind": "champion", "model": "baseline",
              "since": "2026-11-20", "nrmse": 0.74, "rmse_s": 0.30},
             {"name": "mean predictor", "kind": "reference", "nrmse": 1.003, "rmse_s": 0.41},
@@ -135,8 +138,10 @@ def test_renders_both_files_with_every_section(night):
     assert "took 18 min 00 s" in html  # 02:00 to 02:18
     for name in ("baseline", "hybrid", "champion", "mean predictor", "floor"):
         assert f'<td class="name">{name}' in html
-    for nrmse in ("0.710", "0.690", "0.740", "1.003", "0.500"):
+    for nrmse in ("0.710", "0.740", "1.003", "0.500"):
         assert f'<td class="num">{nrmse}</td>' in html
+    assert re.search(r'<td class="num">0.690\s*<div class="muted small">0.650–0.730</div>', html)
+    assert "<td class=\"num\">95 %</td>" in html and "90 % interval from" in html
     assert "−6.8 %" in html and 'class="num better"' in html
     assert "9 / 14" in html and "52,113" in html
     assert "not available" not in html
@@ -262,6 +267,11 @@ def test_kept_champion_is_blue(work_dir, tmp_path):
 
     assert _banner_class(html) == "kept"
     assert "Champion kept: baseline" in html
+    assert "Held back" not in html
+
+    comparison["decision"]["held_back"] = "bootstrap"
+    (work_dir / "comparison.json").write_text(json.dumps(comparison))
+    assert "Held back by the paired bootstrap" in _render(work_dir, tmp_path)
 
 
 def test_input_validation(work_dir, tmp_path):

@@ -19,7 +19,15 @@ from overnight.champion.gate import decide
 from overnight.champion.record import install, read_champion, verify_files
 from overnight.champion.submission import predict_with_submission
 from overnight.config import CompareConfig
-from overnight.evaluation import floor_predictions, load_trained_model, nrmse, predict, rmse
+from overnight.evaluation import (
+    floor_predictions,
+    interval,
+    load_trained_model,
+    nrmse,
+    predict,
+    rmse,
+    subject_bootstrap,
+)
 from overnight.windows.cache import load_windows, open_cache
 from overnight.windows.split import read_split
 
@@ -67,14 +75,16 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
                 r["delta_vs_champion"] = r["nrmse"] / champion_nrmse - 1.0
 
     train_mean = _train_mean_rt(windows_path, split["train"])
-    rows.append(_reference_row("mean predictor", y_true, np.full_like(y_true, train_mean)))
+    references = {"mean predictor": np.full_like(y_true, train_mean)}
     floor = (floor_predictions(truth_tsv, val.subject, val.run, val.trial)
              if truth_tsv is not None else None)
     if floor is not None:
-        rows.append(_reference_row("floor", y_true, floor))
+        references["floor"] = floor
+    rows += [_reference_row(name, y_true, pred) for name, pred in references.items()]
 
+    paired_wins = _add_intervals(rows, y_true, {**predictions, **references}, val.subject, cfg)
     scores = {r["name"]: r["nrmse"] for r in rows if r["kind"] == "model"}
-    decision = decide(scores, champion_nrmse, cfg, champion_problem)
+    decision = decide(scores, champion_nrmse, cfg, champion_problem, paired_wins)
     log.info("decision: %s", decision.reason)
     if decision.promoted:
         model_dir = models_dir / decision.model
@@ -87,6 +97,9 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
 
     result = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "margin": cfg.margin,
+        "bootstrap": {"resamples": cfg.bootstrap_resamples, "seed": cfg.bootstrap_seed,
+                      "interval_level": cfg.interval_level,
+                      "min_paired_wins": cfg.min_paired_wins},
         "split": {"n_train_subjects": len(split["train"]), "n_val_subjects": len(split["val"]),
                   "n_val_windows": len(y_true)},
         "rows": rows,
@@ -162,6 +175,30 @@ def _score_champion(submission_dir: Path, champion: dict[str, Any], eeg: np.ndar
             problem = f"the champion submission fails ({type(exc).__name__}: {exc})"
     log.warning("champion: %s", problem)
     return {**row, "nrmse": None, "rmse_s": None, "error": problem}, None, problem
+
+
+def _add_intervals(rows: list[dict[str, Any]], y_true: np.ndarray,
+                   predictions: dict[str, np.ndarray], subjects: np.ndarray,
+                   cfg: CompareConfig) -> dict[str, float]:
+    """Give every scored row its bootstrap interval and every model the share of paired
+    resamples in which it beats the champion; return those shares by model."""
+    finite = {name: pred for name, pred in predictions.items() if np.isfinite(pred).all()}
+    if not finite:
+        return {}
+    resampled = subject_bootstrap(y_true, finite, subjects, cfg.bootstrap_resamples,
+                                  cfg.bootstrap_seed)
+    champion = resampled.get("champion")
+    wins = {}
+    for row in rows:
+        values = resampled.get(row["name"])
+        if values is None:
+            continue
+        row["nrmse_interval"] = list(interval(values, cfg.interval_level))
+        if row["kind"] == "model" and champion is not None:
+            paired = np.isfinite(values) & np.isfinite(champion)
+            wins[row["name"]] = row["paired_wins"] = float(
+                np.mean(values[paired] < champion[paired])) if paired.any() else 0.0
+    return wins
 
 
 def _scores(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 from overnight.config import CompareConfig
+
+HELD_BACK_BY_MARGIN = "margin"
+HELD_BACK_BY_BOOTSTRAP = "bootstrap"
 
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """What the gate decided, and why, in one sentence."""
+    """What the gate decided, and why, in one sentence; ``held_back`` says which rule kept
+    the best model out (``"margin"`` or ``"bootstrap"``), None when nothing did."""
 
     promoted: bool
     model: str | None
     reason: str
+    held_back: str | None = None
 
 
 def decide(scores: dict[str, float | None], champion_nrmse: float | None, cfg: CompareConfig,
-           champion_problem: str | None = None) -> Decision:
+           champion_problem: str | None = None,
+           paired_wins: Mapping[str, float] | None = None) -> Decision:
     """Promote the best finite model only if it beats the champion by ``cfg.margin``
-    (relative).
+    (relative) and, in the paired subject bootstrap, in at least ``cfg.min_paired_wins``
+    of the resamples (``paired_wins``: model -> that share).
 
     With no champion (``champion_nrmse`` None, or not finite because its files are
     broken: ``champion_problem`` says why), the best finite model becomes champion.
@@ -38,10 +46,20 @@ def decide(scores: dict[str, float | None], champion_nrmse: float | None, cfg: C
         return Decision(True, best, f"{why}: {best} becomes champion with NRMSE {score:.4f}")
     needed = champion_nrmse * (1.0 - margin)
     gain = 1.0 - score / champion_nrmse
-    if score < needed:
-        return Decision(True, best, f"{best} NRMSE {score:.4f} beats the champion's "
-                                    f"{champion_nrmse:.4f} by {gain:.1%} "
-                                    f"(margin {margin:.1%})")
-    return Decision(False, None, f"best model {best} NRMSE {score:.4f} does not beat the "
-                                 f"champion's {champion_nrmse:.4f} by the {margin:.1%} margin "
-                                 f"(needs < {needed:.4f}); the champion stays")
+    if score >= needed:
+        return Decision(False, None, f"best model {best} NRMSE {score:.4f} does not beat the "
+                                     f"champion's {champion_nrmse:.4f} by the {margin:.1%} "
+                                     f"margin (needs < {needed:.4f}); the champion stays",
+                        HELD_BACK_BY_MARGIN)
+    wins = (paired_wins or {}).get(best)
+    if wins is None or not wins >= cfg.min_paired_wins:
+        share = ("no paired resample" if wins is None
+                 else f"only {wins:.0%} of the paired resamples")
+        return Decision(False, None, f"{best} NRMSE {score:.4f} beats the champion's "
+                                     f"{champion_nrmse:.4f} by {gain:.1%}, but wins in {share} "
+                                     f"of validation subjects (needs "
+                                     f"{cfg.min_paired_wins:.0%}): it may be noise; the "
+                                     "champion stays", HELD_BACK_BY_BOOTSTRAP)
+    return Decision(True, best, f"{best} NRMSE {score:.4f} beats the champion's "
+                                f"{champion_nrmse:.4f} by {gain:.1%} (margin {margin:.1%}) and "
+                                f"in {wins:.0%} of the paired resamples of validation subjects")

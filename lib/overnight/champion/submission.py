@@ -29,6 +29,7 @@ import numpy as np
 
 from overnight import atomic
 from overnight.evaluation import predict
+from overnight.hbn.channels import index_of
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,15 @@ SUBMISSION_FILE = "submission.py"
 ZIP_FILE = "submission.zip"
 WEIGHTS_PREFIX = "weights_"
 PREDICTION_ATOL_S = 1e-4  # fresh-process vs in-process predictions, seconds
+# Every probe input must give finite predictions in this range: task RTs lie within it
+# (REFERENCE), so a prediction outside it is nonsense whatever the input.
+PROBE_RT_RANGE_S = (0.2, 3.0)
+# Challenge 2 (the externalizing factor) is not trained here, but the scorer calls it in the
+# same run: the submission answers this constant, the factor's population mean (HBN's
+# psychopathology factors are standardised scores); the training mean is not read.
+CHALLENGE_2_CONSTANT = 0.0
+PROBE_WINDOWS = 8  # windows per probe
+PROBE_CHANNEL = index_of("CPz")  # the channel a probe breaks: one the features read
 # The project's modules the submission runs, in dependency order.
 EMBEDDED_MODULES = ("overnight.units", "overnight.hbn.channels", "overnight.features.spec",
                     "overnight.models")
@@ -70,33 +80,74 @@ def submission_source(meta: dict[str, Any], weights_name: str) -> str:
         model=meta["model"], nrmse=meta["best_val_nrmse"], best_epoch=meta["best_epoch"],
         created=meta["created"], code_version=meta["code_version"], modules=modules,
         model_args=meta["model_args"], weights=weights_name,
+        challenge_2_constant=CHALLENGE_2_CONSTANT,
         sfreq_hz=float(meta["model_args"].get("sfreq_hz", 100.0)))
 
 
 def check_in_fresh_process(submission_dir: Path, windows: np.ndarray, expected_s: np.ndarray,
                            sfreq_hz: float, timeout_s: float = 600.0) -> None:
-    """Import the submission in a new interpreter, predict, and compare with ``expected_s``.
+    """Import the submission in a new interpreter, predict, and compare with ``expected_s``;
+    then feed it the probes (``probe_windows``) and call its Challenge 2 model, as the
+    scorer does.
 
     Raises
     ------
     RuntimeError
-        The import or prediction failed, or the predictions differ.
+        The import or a prediction failed, the predictions differ, a probe gave a
+        non-finite prediction or one outside ``PROBE_RT_RANGE_S``, or Challenge 2 did not
+        answer one finite number per window.
     """
+    windows = np.ascontiguousarray(windows, dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="overnight-check-") as tmp:
-        windows_npy, out_npy = Path(tmp) / "windows.npy", Path(tmp) / "pred.npy"
-        np.save(windows_npy, np.ascontiguousarray(windows, dtype=np.float32))
+        inputs_npz, out_npz = Path(tmp) / "inputs.npz", Path(tmp) / "out.npz"
+        np.savez(inputs_npz, windows=windows, **probe_windows(windows))
         proc = subprocess.run(
             [sys.executable, "-I", str(_FRESH_PROCESS_CHECK), str(submission_dir.resolve()),
-             str(windows_npy), str(out_npy), repr(sfreq_hz)],
+             str(inputs_npz), str(out_npz), repr(sfreq_hz)],
             cwd=tmp, capture_output=True, text=True, timeout=timeout_s, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"the submission failed in a fresh process:\n{proc.stderr[-3000:]}")
-        got = np.load(out_npy)
-    worst = float(np.max(np.abs(got - expected_s))) if len(got) else 0.0
-    if got.shape != expected_s.shape or not worst <= PREDICTION_ATOL_S:
+        with np.load(out_npz) as out:
+            got = {name: out[name] for name in out.files}
+    predicted = got.pop("windows")
+    worst = float(np.max(np.abs(predicted - expected_s))) if len(predicted) else 0.0
+    if predicted.shape != expected_s.shape or not worst <= PREDICTION_ATOL_S:
         raise RuntimeError(f"the submission's predictions differ from the evaluation's "
                            f"(max |diff| {worst:.3g} s > {PREDICTION_ATOL_S} s)")
-    log.info("fresh-process check passed on %d windows (max |diff| %.2g s)", len(got), worst)
+    challenge_2 = got.pop("challenge_2")
+    if challenge_2.shape != (len(windows),) or not np.isfinite(challenge_2).all():
+        raise RuntimeError("the submission's Challenge 2 model must answer one finite number "
+                           f"per window, got shape {challenge_2.shape}, "
+                           f"{int(np.isfinite(challenge_2).sum())} finite")
+    low, high = PROBE_RT_RANGE_S
+    for name, rt_s in got.items():
+        finite = rt_s[np.isfinite(rt_s)]
+        if len(finite) < len(rt_s) or not ((finite >= low).all() and (finite <= high).all()):
+            spread = f"{finite.min():.3g}..{finite.max():.3g} s" if len(finite) else "nothing"
+            raise RuntimeError(f"probe {name!r}: the submission predicts {spread} and "
+                               f"{len(rt_s) - len(finite)} non-finite value(s) for "
+                               f"{len(rt_s)} windows; every prediction must be finite and in "
+                               f"{low}..{high} s")
+    log.info("fresh-process check passed on %d windows (max |diff| %.2g s) and %d probes",
+             len(predicted), worst, len(got))
+
+
+def probe_windows(windows: np.ndarray) -> dict[str, np.ndarray]:
+    """Inputs a scorer may send that no training window looks like, by name.
+
+    White noise at EEG scale in volts and the same in microvolts, real windows with one
+    channel NaN or flat, and all-zero windows; float32, ``PROBE_WINDOWS`` each.
+    """
+    n_chans, n_times = windows.shape[1:]
+    noise_v = np.random.default_rng(0).normal(0.0, 1e-5, (PROBE_WINDOWS, n_chans, n_times))
+    real = np.resize(windows, (PROBE_WINDOWS, n_chans, n_times)).copy()
+    nan_channel, flat_channel = real.copy(), real.copy()
+    nan_channel[:, PROBE_CHANNEL] = np.nan
+    flat_channel[:, PROBE_CHANNEL] = 0.0
+    probes = {"white noise (volts)": noise_v, "white noise (microvolts)": noise_v * 1e6,
+              "one NaN channel": nan_channel, "one flat channel": flat_channel,
+              "all-zero windows": np.zeros_like(real)}
+    return {name: probe.astype(np.float32) for name, probe in probes.items()}
 
 
 def predict_with_submission(submission_dir: Path, windows: np.ndarray,

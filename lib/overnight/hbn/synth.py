@@ -114,7 +114,6 @@ ALPHA_SD_HZ = 1.0  # spectral width: the envelope waxes and wanes over ~0.5 s
 BLINK_V = 1e-4  # typical blink peak at the frontal pole
 BLINK_RATE_HZ = 0.2
 BLINK_S = 0.3  # blink duration (raised cosine)
-SUBJECT_SD = 0.2  # lognormal sd of subject gain and noise scale
 
 # Task signals (volts, seconds), all placed at the encoded response. The amplitudes are
 # those of children's large ERPs rather than adults': with 1e-4 V of background, a small
@@ -154,6 +153,7 @@ class _Subject:
     ehq_total: float  # handedness score, -100..100
     rt_offset_s: float  # subject mean RT minus RT_MEAN_S (before scaling by the share)
     gain: float  # multiplies the task signals
+    latency_s: float  # shifts the subject's CPP onset (the harder setting's latency spread)
     noise_scale: float  # multiplies the background
     alpha_hz: float
     beta_hz: float
@@ -221,7 +221,7 @@ def generate_dataset(root: Path, cfg: SynthConfig, progress: bool = True) -> dic
     started = time.perf_counter()
     root = Path(root)
     staging = _prepare_root(root)
-    subjects = _draw_subjects(cfg.seed, cfg.n_subjects)
+    subjects = _draw_subjects(cfg.seed, cfg.n_subjects, _variation(cfg))
     if progress:
         subjects = cli.progress(subjects, total=cfg.n_subjects, desc="synth", unit="subject")
     truth: list[dict[str, str]] = []
@@ -318,8 +318,26 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
 # --------------------------------------------------------------------------- subjects
 
 
-def _draw_subjects(seed: int, n_subjects: int) -> list[tuple[_Subject, np.random.Generator]]:
-    """Subjects with their own generators; subject ``i`` uses child ``i + 1`` of the seed."""
+@dataclass(frozen=True)
+class _Variation:
+    """How far subjects differ, and how strong the task signals are (SynthConfig)."""
+
+    task_signal_scale: float
+    subject_sd: float
+    spatial_sd_m: float
+    latency_sd_s: float
+
+
+def _variation(cfg: SynthConfig) -> _Variation:
+    return _Variation(cfg.task_signal_scale, cfg.subject_sd, cfg.spatial_sd_m,
+                      cfg.latency_sd_s)
+
+
+def _draw_subjects(seed: int, n_subjects: int, variation: _Variation | None = None
+                   ) -> list[tuple[_Subject, np.random.Generator]]:
+    """Subjects with their own generators; subject ``i`` uses child ``i + 1`` of the seed.
+    ``variation`` defaults to the default dataset's."""
+    variation = variation or _variation(SynthConfig())
     seeds = np.random.SeedSequence(seed).spawn(n_subjects + 1)
     label_rng = np.random.default_rng(seeds[0])
     labels: list[str] = []
@@ -330,12 +348,15 @@ def _draw_subjects(seed: int, n_subjects: int) -> list[tuple[_Subject, np.random
     subjects = []
     for index, (label, child) in enumerate(zip(labels, seeds[1:], strict=True)):
         rng = np.random.default_rng(child)
-        subjects.append((_draw_subject(rng, label, f"R{index % N_RELEASES + 1}"), rng))
+        subjects.append((_draw_subject(rng, label, f"R{index % N_RELEASES + 1}", variation),
+                         rng))
     return subjects
 
 
-def _draw_subject(rng: np.random.Generator, label: str, release: str) -> _Subject:
-    gain, noise_scale = rng.lognormal(0.0, SUBJECT_SD, 2)
+def _draw_subject(rng: np.random.Generator, label: str, release: str,
+                  variation: _Variation) -> _Subject:
+    gain, noise_scale = rng.lognormal(0.0, variation.subject_sd, 2)
+    gain *= variation.task_signal_scale
     scores = tuple(float(x) for x in rng.normal(0.0, 1.0, 4))
     # Background sources: random centres on the net, random widths and signs.
     positions = _positions_m()
@@ -344,7 +365,12 @@ def _draw_subject(rng: np.random.Generator, label: str, release: str) -> _Subjec
     signs = rng.choice([-1.0, 1.0], N_NOISE_SOURCES)
     sources = np.stack([sign * _gaussian_pattern(c, w)
                         for c, w, sign in zip(centres, widths, signs, strict=True)])
-    occipital, frontal, left_motor, right_motor, cpp = _task_patterns()
+    # The harder setting moves each subject's task sources and shifts their timing; draws
+    # are made only then, so the default dataset stays the same.
+    shift_m = (rng.normal(0.0, variation.spatial_sd_m, (5, 3)) if variation.spatial_sd_m
+               else np.zeros((5, 3)))
+    latency_s = float(rng.normal(0.0, variation.latency_sd_s)) if variation.latency_sd_s else 0.0
+    occipital, frontal, left_motor, right_motor, cpp = _task_patterns(shift_m)
     mixing = np.vstack([
         sources * SOURCE_NOISE_V * noise_scale,
         occipital * ALPHA_V * noise_scale,
@@ -357,6 +383,7 @@ def _draw_subject(rng: np.random.Generator, label: str, release: str) -> _Subjec
         label=label, release=release, sex=str(rng.choice(["M", "F"])),
         age=float(rng.uniform(5.0, 21.0)),
         rt_offset_s=float(rng.normal(0.0, SUBJECT_RT_SD_S)), gain=float(gain),
+        latency_s=latency_s,
         noise_scale=float(noise_scale), alpha_hz=float(rng.uniform(*ALPHA_HZ)),
         beta_hz=float(rng.uniform(*BETA_HZ)), mixing_v=mixing.astype(np.float32))
     missing = rng.random(len(scores)) < P_MISSING_SCORE
@@ -504,9 +531,9 @@ def _gaussian_pattern(centre_m: np.ndarray, width_m: float) -> np.ndarray:
     return np.exp(-distance2 / (2.0 * width_m**2))
 
 
-@functools.lru_cache(maxsize=1)
-def _task_patterns() -> np.ndarray:
-    """(5, N_CHANS): occipital, frontal pole, left motor (C3), right motor (C4), CPP."""
+def _task_patterns(shift_m: np.ndarray) -> np.ndarray:
+    """(5, N_CHANS): occipital, frontal pole, left motor (C3), right motor (C4), CPP, each
+    centre moved by its row of ``shift_m`` (5, 3) metres."""
     positions = _positions_m()
 
     def centre(names: Sequence[str]) -> np.ndarray:
@@ -514,7 +541,8 @@ def _task_patterns() -> np.ndarray:
 
     centres = [centre(["O1", "O2", "Oz"]), centre(FRONTAL_POLE), centre(["C3"]),
                centre(["C4"]), centre(["CPz", "Pz"])]
-    return np.stack([_gaussian_pattern(c, TASK_WIDTH_M) for c in centres])
+    return np.stack([_gaussian_pattern(c + d, TASK_WIDTH_M)
+                     for c, d in zip(centres, shift_m, strict=True)])
 
 
 @functools.lru_cache(maxsize=1)
@@ -602,7 +630,8 @@ def _simulate_eeg(rng: np.random.Generator, subject: _Subject, times_s: np.ndarr
     """
     n_segments = stim_s.shape[0]
     n_times = times_s.size
-    onset_s = np.minimum(rng.uniform(*CPP_ONSET_S, stim_s.shape), rt_encoded_s - MIN_RISE_S)
+    onset_s = np.minimum(rng.uniform(*CPP_ONSET_S, stim_s.shape) + subject.latency_s,
+                         rt_encoded_s - MIN_RISE_S)
     bound = rng.lognormal(0.0, CPP_BOUND_SD, stim_s.shape)
     t_stim_s = times_s - stim_s[..., None]  # (segments, trials, times)
     t_press_s = t_stim_s - rt_encoded_s[..., None]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from overnight.atomic import read_json_lines
+from overnight.champion.gate import HELD_BACK_BY_BOOTSTRAP, HELD_BACK_BY_MARGIN
 from overnight.checks import as_path
 from overnight.layout import COMPARISON_FILE, NightFolder
 from overnight.night import records
@@ -216,11 +217,21 @@ def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dic
     if failed or problems or preflight:
         state = "failed"
     split = comparison.get("split") if comparison else None
+    held_back = _HELD_BACK.get(str(decision.get("held_back"))) if decision else None
     return {"state": state, "headline": headline, "reason": reason, "failed": failed,
+            "held_back": held_back,
             "preflight": preflight, "problems": problems, "total_s": total_s,
             "best": min(models, key=lambda r: r["nrmse"]) if models else None,
             "champion": _first(rows, "champion"), "mean": _first(rows, "reference"),
             "split": {key: _number(value) for key, value in (split or {}).items()}}
+
+
+_HELD_BACK = {
+    HELD_BACK_BY_MARGIN: "Held back by the margin: the best model is not better enough.",
+    HELD_BACK_BY_BOOTSTRAP: "Held back by the paired bootstrap: the best model clears the "
+                            "margin, but not on enough resamples of the validation subjects, "
+                            "so its gain may be noise.",
+}
 
 
 def _decision_text(decision: dict | None) -> tuple[str, str | None, bool]:
@@ -262,8 +273,11 @@ def _model_row(raw: dict[str, Any]) -> dict[str, Any]:
     row = {"name": str(raw.get("name", "?")), "kind": str(raw.get("kind", "model")),
            "model": raw.get("model"), "since": raw.get("since"), "error": raw.get("error")}
     for key in ("nrmse", "rmse_s", "delta_vs_champion", "epochs", "best_epoch", "n_params",
-                "train_seconds"):
+                "train_seconds", "paired_wins"):
         row[key] = _number(raw.get(key))
+    bounds = raw.get("nrmse_interval")
+    row["interval"] = ([_number(b) for b in bounds]
+                       if isinstance(bounds, list) and len(bounds) == 2 else None)
     return row
 
 
@@ -276,8 +290,18 @@ def _table_section(comparison: dict | None, comparison_note: str | None,
                                       "no champion gate was run")
     return {"note": None, "rows": rows, "source": source,
             "margin": _number(comparison.get("margin")) if comparison else None,
+            "bootstrap": _bootstrap(comparison.get("bootstrap") if comparison else None),
             "created": comparison.get("created") if comparison else None,
             "code_version": comparison.get("code_version") if comparison else None}
+
+
+def _bootstrap(raw: Any) -> dict[str, float] | None:
+    """The comparison's bootstrap settings, when all are numbers."""
+    if not isinstance(raw, dict):
+        return None
+    numbers = {k: _number(raw.get(k)) for k in ("resamples", "interval_level",
+                                                 "min_paired_wins")}
+    return numbers if None not in numbers.values() else None
 
 
 def _curves_section(runs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
