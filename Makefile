@@ -78,6 +78,8 @@ FEATURES := $(WORK)/features.h5
 MODELS := $(WORK)/models
 BASELINE := $(MODELS)/baseline/model.json
 HYBRID := $(MODELS)/hybrid/model.json
+PRESS := $(MODELS)/press/model.json
+PRESS_HYBRID := $(MODELS)/press-hybrid/model.json
 COMPARISON := $(WORK)/comparison.json
 STAGE = $(HOST_PY) jobs/run_stage.py --work $(WORK)
 CFG = --config $(CONFIG)
@@ -90,7 +92,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) \
         --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh)
 
 .PHONY: help setup demo synth overnight night-command ready preflight device windows features \
-        train-baseline train-hybrid models compare report rollback image status logs \
+        train-baseline train-hybrid train-press train-press-hybrid models compare report rollback image status logs \
         install-cron test test-all lint clean distclean bench bench-windows bench-models bench-data
 
 help: ## list the targets
@@ -148,11 +150,15 @@ train-baseline: $(BASELINE) ## stage 3: train the baseline CNN
 
 train-hybrid: $(HYBRID) ## stage 4: train the hybrid CNN + features model
 
-models: train-baseline train-hybrid ## stages 1-4 (make -k models: a failed hybrid spares the baseline)
+train-press: $(PRESS) ## stage 5: train the press locator (RT = where the press lies)
 
-compare: $(COMPARISON) ## stage 5: score the models that trained and the champion; promote
+train-press-hybrid: $(PRESS_HYBRID) ## stage 6: train the press locator + features model
 
-report: | $(READY) ## stage 6: render reports/<date>.html and latest.html from what WORK holds
+models: train-baseline train-press train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
+
+compare: $(COMPARISON) ## stage 7: score the models that trained and the champion; promote
+
+report: | $(READY) ## stage 8: render reports/<date>.html and latest.html from what WORK holds
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
 	    --reports $(REPORTS) --date $(DATE)
 
@@ -179,7 +185,16 @@ $(HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
 	$(STAGE) train-hybrid -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model hybrid \
 	    --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) --out $(@D)
 
-# Whatever trained: a failed hybrid leaves the baseline to compare, none leaves the champion.
+$(PRESS): $(WINDOWS) $(SPLIT)
+	$(STAGE) train-press -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model press \
+	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
+
+$(PRESS_HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
+	$(STAGE) train-press-hybrid -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) \
+	    --model press-hybrid --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) \
+	    --out $(@D)
+
+# Whatever trained: a failed model leaves the others to compare, none leaves the champion.
 $(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
 	$(STAGE) compare -- $(JOB) jobs/compare.py $(CFG) --models $(MODELS) \
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION) --out $@ \

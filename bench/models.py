@@ -37,8 +37,9 @@ from overnight.windows.split import read_split
 
 log = logging.getLogger("bench.models")
 DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "synth-hard.toml"}
-VARIANTS = [(model, normalization) for model in ("baseline", "hybrid")
-            for normalization in ("train", "window")]
+VARIANTS = [("baseline", "train"), ("hybrid", "train"), ("press", "train"),
+            ("press-hybrid", "train"), ("baseline", "window"), ("hybrid", "window"),
+            ("press", "window")]
 TRUTH = Path("derivatives") / "synth" / "truth.tsv"
 
 

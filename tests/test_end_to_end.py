@@ -12,6 +12,7 @@ import pytest
 
 from overnight import atomic
 from overnight.layout import STAGES as CHAIN
+from overnight.models import MODELS
 from tests.corpus import CASES, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +65,8 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_chain_leaves_report_submission_and_champion(night):
     report = (night / "reports" / "latest.html").read_text()
     assert report == (night / "reports" / "2026-01-02.html").read_text()
-    for name in ("baseline", "hybrid", "mean predictor"):
-        assert name in report
+    for name in (*MODELS, "mean predictor"):
+        assert f'<td class="name">{name}' in report
     comparison = json.loads((night / "work" / "comparison.json").read_text())
     # the floor needs the generator's truth for every validation window: none for the corpus
     synthetic = not any(s.startswith("BAD") for s in comparison["validation"]["subject"])
@@ -75,7 +76,7 @@ def test_chain_leaves_report_submission_and_champion(night):
     assert "no events file" in report and "microvolts?" in report
     assert "<img src=x" not in report  # a hostile subject id is escaped wherever it shows
     champion = json.loads((night / "submission" / "champion.json").read_text())
-    assert champion["model"] in {"baseline", "hybrid"}
+    assert champion["model"] in MODELS
     for name, digest in champion["files"].items():
         assert atomic.sha256_file(night / "submission" / name) == digest
     for stage in STAGES:

@@ -6,7 +6,8 @@ from overnight.features.spec import FEATURE_NAMES, window_features
 from overnight.models import MODELS, NORMALIZATIONS, ConstantPredictor, build_model
 
 # Every registered model must have a case here: a new model without one fails the suite.
-MODEL_CASES = {"baseline": {"n_filters": 8}, "hybrid": {"n_filters": 8}}
+MODEL_CASES = {name: {"n_filters": 8} for name in ("baseline", "hybrid", "press",
+                                                    "press-hybrid")}
 
 
 def test_every_registered_model_has_a_case():
@@ -35,9 +36,10 @@ def test_target_standardisation_is_applied():
     torch.testing.assert_close(out, raw * 2.0 + 1.6)
 
 
-def test_hybrid_computes_its_own_features_from_the_window():
+@pytest.mark.parametrize("name", ["hybrid", "press-hybrid"])
+def test_hybrid_computes_its_own_features_from_the_window(name):
     torch.manual_seed(0)
-    model = build_model("hybrid", n_filters=8).eval()
+    model = build_model(name, n_filters=8).eval()
     x = torch.randn(3, 129, 200) * 1e-4
     features = window_features(x, 100.0, 0.5)
     assert features.shape == (3, len(FEATURE_NAMES))
@@ -100,3 +102,24 @@ def test_normalizations_match_the_config():
 def test_constant_predictor_answers_one_number_per_window():
     out = ConstantPredictor(0.25)(torch.zeros(3, 129, 200))
     assert out.shape == (3, 1) and torch.equal(out, torch.full((3, 1), 0.25))
+
+
+def test_the_press_locator_answers_the_expected_press_time_after_the_stimulus():
+    model = build_model("press", n_filters=8, sfreq_hz=100.0, window_start_s=0.5).eval()
+    with torch.no_grad():
+        model.score.weight.zero_()
+        model.score.bias.zero_()
+    x = torch.randn(2, 129, 200) * 1e-5
+    with torch.inference_mode():
+        # flat scores: the press is equally likely at every step from 0.50 to 2.49 s
+        torch.testing.assert_close(model.press_time_s(x), torch.full((2, 1), 0.5 + 0.995))
+        assert model.step_times_s[0] == 0.5 and model.step_times_s[-1] == pytest.approx(2.49)
+
+
+def test_press_hybrid_starts_as_the_press_locator():
+    torch.manual_seed(0)
+    hybrid = build_model("press-hybrid", n_filters=8).eval()
+    x = torch.randn(2, 129, 200) * 1e-5
+    with torch.inference_mode():
+        located = (hybrid.press_time_s(x) - hybrid.target_mean) / hybrid.target_std
+        torch.testing.assert_close(hybrid.standardized_output(x), located)

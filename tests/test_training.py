@@ -18,7 +18,7 @@ def test_outputs_and_weights_only_loading(tiny_night):
     meta = json.loads((out / "model.json").read_text())
     assert meta["model"] == "hybrid" and meta["epochs_run"] == 2
     state = torch.load(out / "model.pt", weights_only=True)
-    assert "input_mean" in state and "feature_std" in state
+    assert "input_mean" in state and "branch.feature_std" in state and "rt_max" in state
     history = read_json_lines(out / "history.jsonl")
     assert [row["epoch"] for row in history] == [1, 2]
     assert min(r["val_nrmse"] for r in history) == pytest.approx(meta["best_val_nrmse"])
@@ -103,3 +103,17 @@ def test_streamed_training_matches_resident_data(tiny_data, tmp_path):
                                 replace(small_slabs, host_cache_gb=0.0, max_epochs=1),
                                 tiny_data.features)
     assert meta["data_on_device"] is False and np.isfinite(meta["best_val_nrmse"])
+
+
+@pytest.mark.parametrize("name", ["press", "press-hybrid"])
+def test_the_press_models_train_and_reload(tiny_data, tmp_path, name):
+    out = tmp_path / name
+    meta = training.train_model(name, tiny_data.windows, tiny_data.split, out, TINY_TRAIN,
+                                tiny_data.features)
+    assert np.isfinite(meta["best_val_nrmse"])
+    assert meta["model_args"]["window_start_s"] == 0.5
+    model, _ = load_trained_model(out)
+    split = read_split(tiny_data.split)
+    val = load_windows(tiny_data.windows, split["val"])
+    score = nrmse(val.rt.astype(np.float64), predict(model, val.eeg))
+    assert score == pytest.approx(meta["best_val_nrmse"], abs=1e-4)

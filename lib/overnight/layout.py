@@ -25,10 +25,12 @@ from pathlib import Path
 # The chain, top to bottom: the order in which the night runs its stages and every
 # listing (status, report) shows them.
 STAGES: tuple[str, ...] = ("synth", "preflight", "device", "windows", "features",
-                           "train-baseline", "train-hybrid", "compare", "report")
+                           "train-baseline", "train-hybrid", "train-press",
+                           "train-press-hybrid", "compare", "report")
 # The stages up to the models, in the order the driver makes them (with `make -k`, so that
-# one failed model spares the others): the baseline needs no features, so it trains first.
-MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "features", "train-hybrid")
+# one failed model spares the others): the models without features train first.
+MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "train-press", "features",
+                                 "train-hybrid", "train-press-hybrid")
 # The jobs the preflight runs on its slice, in this order.
 PREFLIGHT_STAGES: tuple[str, ...] = ("device", *MODEL_STAGES, "compare", "report")
 TRAIN_PREFIX = "train-"

@@ -1,4 +1,5 @@
-"""Response-time models: a compact CNN on raw windows, and the hybrid CNN + feature MLP.
+"""Response-time models: a compact CNN on raw windows, the press locator (RT as where the
+button press lies in the window), and each of them fused with the neuroscience features.
 
 This module is embedded verbatim into the generated ``submission.py`` (with the feature
 spec), so it imports only ``torch`` and the feature spec, and uses no
@@ -22,6 +23,9 @@ NORMALIZATIONS = ("train", "window")
 # Scaled inputs are clipped to this many stds: one artefact or a wrongly scaled window
 # cannot saturate the network.
 INPUT_CLIP = 20.0
+# Dilations of the press locator's temporal convolutions (kernel 5): each step sees 61
+# steps, +-0.3 s at 100 Hz, enough to tell a press from the CPP ramp before it.
+PRESS_DILATIONS = (1, 2, 4, 8)
 
 
 class ConvBackbone(nn.Module):
@@ -66,6 +70,7 @@ class RTModel(nn.Module):
     """
 
     uses_features = False
+    uses_window_timing = False  # takes sfreq_hz and window_start_s
 
     def __init__(self, n_chans: int = 129, normalization: str = "train") -> None:
         super().__init__()
@@ -126,41 +131,128 @@ class BaselineCNN(RTModel):
         return self.head(self.backbone(self._scale_input(x)))
 
 
-class HybridCNN(RTModel):
-    """The same backbone fused with an MLP on the neuroscience features.
+class FeatureBranch(nn.Module):
+    """The neuroscience features of a window, standardised and through a small MLP.
 
-    Training passes the precomputed (Numba) features; at inference the model computes
-    them itself from the raw window with the torch twin, so the submission needs
-    nothing but the window.
+    Training passes the precomputed (Numba) features; at inference the branch computes them
+    itself from the raw window with the torch twin, so the submission needs nothing but the
+    window.
     """
 
+    def __init__(self, sfreq_hz: float, window_start_s: float, dropout: float,
+                 n_hidden: int = 32) -> None:
+        super().__init__()
+        n_features = len(FEATURE_NAMES)
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        self.register_buffer("feature_std", torch.ones(n_features))
+        self.features = WindowFeatures(sfreq_hz, window_start_s)
+        self.mlp = nn.Sequential(
+            nn.Linear(n_features, n_hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(n_hidden, n_hidden), nn.GELU(),
+        )
+        self.n_out = n_hidden
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        if features is None:
+            features = self.features(x)  # (B, F), the twin of the Numba features
+        # Clamped so one extreme window cannot saturate the MLP.
+        scaled = torch.nan_to_num((features - self.feature_mean) / self.feature_std,
+                                  nan=0.0).clamp(-10.0, 10.0)
+        return self.mlp(scaled)
+
+
+class _WithFeatures(RTModel):
+    """A model with a ``FeatureBranch``: its standardisation buffers are the branch's."""
+
     uses_features = True
+    uses_window_timing = True
+    branch: FeatureBranch
+
+    @property
+    def feature_mean(self) -> torch.Tensor:
+        return self.branch.feature_mean
+
+    @property
+    def feature_std(self) -> torch.Tensor:
+        return self.branch.feature_std
+
+
+class HybridCNN(_WithFeatures):
+    """The CNN backbone fused with the feature branch."""
 
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3, sfreq_hz: float = 100.0,
                  window_start_s: float = 0.5, n_feature_hidden: int = 32,
                  normalization: str = "train") -> None:
         super().__init__(n_chans, normalization)
-        n_features = len(FEATURE_NAMES)
-        self.register_buffer("feature_mean", torch.zeros(n_features))
-        self.register_buffer("feature_std", torch.ones(n_features))
-        self.features = WindowFeatures(sfreq_hz, window_start_s)
+        self.branch = FeatureBranch(sfreq_hz, window_start_s, dropout, n_feature_hidden)
         self.backbone = ConvBackbone(n_chans, n_times, n_filters, dropout)
-        self.feature_mlp = nn.Sequential(
-            nn.Linear(n_features, n_feature_hidden), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(n_feature_hidden, n_feature_hidden), nn.GELU(),
-        )
-        self.head = nn.Linear(self.backbone.n_embed + n_feature_hidden, 1)
+        self.head = nn.Linear(self.backbone.n_embed + self.branch.n_out, 1)
 
     def standardized_output(self, x: torch.Tensor,
                             features: torch.Tensor | None = None) -> torch.Tensor:
-        if features is None:
-            features = self.features(x)  # (B, F), the twin of the Numba features
-        # Clamped so one extreme window cannot saturate the MLP.
-        scaled = torch.nan_to_num((features - self.feature_mean) / self.feature_std,
-                                  nan=0.0).clamp(-10.0, 10.0)
-        fused = torch.cat([self.backbone(self._scale_input(x)), self.feature_mlp(scaled)], dim=1)
+        fused = torch.cat([self.backbone(self._scale_input(x)), self.branch(x, features)],
+                          dim=1)
         return self.head(fused)
+
+
+class PressLocator(RTModel):
+    """RT as locating the button press in time (the challenge's 3rd and 5th entries).
+
+    A temporal network scores every time step of the window (dilated convolutions that
+    keep the time axis); a softmax over time turns the scores into where the press lies,
+    and the expected time under it, plus the window's start after the stimulus, is the RT.
+    A press outside the window is reached only in the limit, which the clamp to the
+    training RTs covers either way.
+    """
+
+    uses_window_timing = True
+
+    def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
+                 dropout: float = 0.3, sfreq_hz: float = 100.0, window_start_s: float = 0.5,
+                 normalization: str = "train") -> None:
+        super().__init__(n_chans, normalization)
+        layers: list[nn.Module] = [nn.Conv1d(n_chans, n_filters, kernel_size=1, bias=False),
+                                   nn.BatchNorm1d(n_filters), nn.GELU()]
+        for dilation in PRESS_DILATIONS:
+            layers += [nn.Conv1d(n_filters, n_filters, kernel_size=5, dilation=dilation,
+                                 padding=2 * dilation, bias=False),
+                       nn.BatchNorm1d(n_filters), nn.GELU(), nn.Dropout(dropout)]
+        self.temporal = nn.Sequential(*layers)
+        self.score = nn.Conv1d(n_filters, 1, kernel_size=1)
+        self.register_buffer("step_times_s",
+                             window_start_s + torch.arange(n_times, dtype=torch.float32)
+                             / sfreq_hz)
+
+    def press_time_s(self, x: torch.Tensor) -> torch.Tensor:
+        """The expected press time after the stimulus, (B, 1) seconds."""
+        logits = self.score(self.temporal(self._scale_input(x))).squeeze(1)  # (B, T)
+        weights = torch.softmax(logits.float(), dim=-1)
+        return (weights * self.step_times_s).sum(dim=-1, keepdim=True)
+
+    def standardized_output(self, x: torch.Tensor,
+                            features: torch.Tensor | None = None) -> torch.Tensor:
+        return (self.press_time_s(x) - self.target_mean) / self.target_std
+
+
+class PressHybrid(_WithFeatures, PressLocator):
+    """The press locator, corrected by the feature branch (the hybrid idea applied to it):
+    the located press time plus a learned correction from the features."""
+
+    def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
+                 dropout: float = 0.3, sfreq_hz: float = 100.0, window_start_s: float = 0.5,
+                 n_feature_hidden: int = 32, normalization: str = "train") -> None:
+        PressLocator.__init__(self, n_chans, n_times, n_filters, dropout, sfreq_hz,
+                              window_start_s, normalization)
+        self.branch = FeatureBranch(sfreq_hz, window_start_s, dropout, n_feature_hidden)
+        self.correction = nn.Linear(self.branch.n_out, 1)
+        nn.init.zeros_(self.correction.weight)  # starts as the press locator alone
+        nn.init.zeros_(self.correction.bias)
+
+    def standardized_output(self, x: torch.Tensor,
+                            features: torch.Tensor | None = None) -> torch.Tensor:
+        located = PressLocator.standardized_output(self, x)
+        return located + self.correction(self.branch(x, features))
 
 
 class ConstantPredictor(nn.Module):
@@ -174,7 +266,8 @@ class ConstantPredictor(nn.Module):
         return self.value.expand(x.shape[0], 1).to(x.dtype)
 
 
-MODELS: dict[str, type[RTModel]] = {"baseline": BaselineCNN, "hybrid": HybridCNN}
+MODELS: dict[str, type[RTModel]] = {"baseline": BaselineCNN, "hybrid": HybridCNN,
+                                     "press": PressLocator, "press-hybrid": PressHybrid}
 
 
 def build_model(name: str, **model_args: float | str) -> RTModel:

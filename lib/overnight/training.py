@@ -371,7 +371,7 @@ def _model_args(model_name: str, cfg: TrainConfig, window_spec: dict[str, Any]
                             "n_times": window_spec.pop("n_times"),
                             "n_filters": cfg.n_filters, "dropout": cfg.dropout,
                             "normalization": cfg.normalization}
-    if MODELS[model_name].uses_features:
+    if MODELS[model_name].uses_window_timing:
         args.update(window_spec)
     return args
 
