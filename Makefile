@@ -160,7 +160,7 @@ compare: $(COMPARISON) ## stage 7: score the models that trained and the champio
 
 report: | $(READY) ## stage 8: render reports/<date>.html and latest.html from what WORK holds
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
-	    --reports $(REPORTS) --date $(DATE)
+	    --reports $(REPORTS) --date $(DATE) --submission $(SUBMISSION)
 
 rollback: | $(READY) ## make the baseline of WORK champion again and regenerate the submission
 	$(STAGE) rollback -- $(JOB) jobs/rollback.py $(CFG) --baseline $(MODELS)/baseline \

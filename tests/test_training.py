@@ -117,3 +117,35 @@ def test_the_press_models_train_and_reload(tiny_data, tmp_path, name):
     val = load_windows(tiny_data.windows, split["val"])
     score = nrmse(val.rt.astype(np.float64), predict(model, val.eeg))
     assert score == pytest.approx(meta["best_val_nrmse"], abs=1e-4)
+
+
+def test_an_ensemble_is_the_mean_of_its_seeds_in_one_file(tiny_data, tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(TINY_TRAIN, ensemble=2, seed=5)
+    meta = training.train_model("baseline", tiny_data.windows, tiny_data.split,
+                                tmp_path / "ens", cfg)
+    assert meta["model_args"]["ensemble"] == 2
+    assert [m["seed"] for m in meta["members"]] == [5, 6]
+    model, _ = load_trained_model(tmp_path / "ens")
+    first, _ = load_trained_model(tmp_path / "ens" / "member-0")
+    second, _ = load_trained_model(tmp_path / "ens" / "member-1")
+    split = read_split(tiny_data.split)
+    val = load_windows(tiny_data.windows, split["val"])
+    np.testing.assert_allclose(predict(model, val.eeg),
+                               (predict(first, val.eeg) + predict(second, val.eeg)) / 2,
+                               rtol=1e-5)
+    assert meta["best_val_nrmse"] == pytest.approx(
+        nrmse(val.rt.astype(np.float64), predict(model, val.eeg)), abs=1e-6)
+    assert set(torch.load(tmp_path / "ens" / "model.pt", weights_only=True)) >= {
+        "members.0.head.weight", "members.1.head.weight"}
+
+
+def test_the_clamp_range_is_the_central_training_rts_within_the_plausible_range():
+    rt = np.concatenate([np.linspace(0.6, 2.4, 1000), [0.05, 3.4]])  # two strays
+    clamp = training._rt_range(rt)
+    assert 0.6 <= float(clamp["rt_min"]) < 0.62 and 2.38 < float(clamp["rt_max"]) <= 2.4
+    wide = training._rt_range(np.linspace(0.0, 4.0, 1000))
+    assert (float(wide["rt_min"]), float(wide["rt_max"])) == pytest.approx((0.2, 3.0))
+    odd = training._rt_range(np.full(10, 3.5))  # every RT beyond the plausible range
+    assert float(odd["rt_min"]) == float(odd["rt_max"]) == pytest.approx(3.0)

@@ -189,6 +189,9 @@ class TrainConfig(_Section):
     patience: int = setting(8, at_least=1)
     min_delta: float = setting(1e-4, at_least=0.0)  # NRMSE improvement that resets patience
     seed: int = setting(0, at_least=0)  # model init and batch order
+    # Seeds per model (seed, seed + 1, ...): more than 1 trains that many and ships their
+    # mean as one model, in one weights file (the challenge's top entries were ensembles).
+    ensemble: int = setting(1, at_least=1)
     device: str = setting("auto")  # "auto" (GPU when available), "cpu", "cuda", "cuda:1", ...
     # "auto" (bf16 autocast on GPUs that support it), "fp32", "bf16"
     precision: str = setting("auto", choices=PRECISIONS)

@@ -63,8 +63,8 @@ class ConvBackbone(nn.Module):
 class RTModel(nn.Module):
     """Base class: standardisation buffers and the seconds-in, seconds-out contract.
 
-    Whatever the input, the output is finite and inside the training RTs' range
-    (``rt_min``..``rt_max``, fitted with the standardisation): a NaN or Inf sample becomes
+    Whatever the input, the output is finite and inside ``rt_min``..``rt_max`` (the
+    training RTs' central range, fitted with the standardisation): a NaN or Inf sample becomes
     its channel's training mean (no signal), the scaled input is clipped, and the
     prediction is clamped.
     """
@@ -255,6 +255,20 @@ class PressHybrid(_WithFeatures, PressLocator):
         return located + self.correction(self.branch(x, features))
 
 
+class Ensemble(nn.Module):
+    """The mean of several models of one kind (seeds of one training): one module, one
+    weights file. Each member guards its own inputs and outputs, so the mean is safe too."""
+
+    uses_features = False  # members compute their own features from the window
+
+    def __init__(self, members: list[RTModel]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([member(x, features) for member in self.members]).mean(dim=0)
+
+
 class ConstantPredictor(nn.Module):
     """One number for every window, (B, 1): the answer for a challenge not trained for."""
 
@@ -270,8 +284,10 @@ MODELS: dict[str, type[RTModel]] = {"baseline": BaselineCNN, "hybrid": HybridCNN
                                      "press": PressLocator, "press-hybrid": PressHybrid}
 
 
-def build_model(name: str, **model_args: float | str) -> RTModel:
-    """Instantiate a registered model by name."""
+def build_model(name: str, ensemble: int = 1, **model_args: float | str) -> nn.Module:
+    """Instantiate a registered model by name; ``ensemble`` > 1: that many, averaged."""
     if name not in MODELS:
         raise ValueError(f"model={name!r}: expected one of {sorted(MODELS)}")
+    if ensemble > 1:
+        return Ensemble([MODELS[name](**model_args) for _ in range(ensemble)])
     return MODELS[name](**model_args)

@@ -25,20 +25,24 @@ from overnight import atomic
 from overnight.config import TrainConfig
 from overnight.evaluation import nrmse, predict
 from overnight.features.cache import open_features
+from overnight.hbn.events import PLAUSIBLE_RT_S
 from overnight.models import MODELS, RTModel, build_model
 from overnight.provenance import code_version
-from overnight.windows.cache import open_cache
+from overnight.windows.cache import load_windows, open_cache
 from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
+
+RT_CLAMP_TAIL = 0.005  # share of training RTs below (and above) the clamp range
 
 
 def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
                 cfg: TrainConfig, features_path: Path | None = None) -> dict[str, Any]:
     """Train ``model_name`` on the split's training subjects; early-stop on validation NRMSE.
 
-    Resumes from ``out_dir/checkpoint.pt`` when it holds the same model and config.
-    Returns the content of ``model.json``.
+    Resumes from ``out_dir/checkpoint.pt`` when it holds the same model and config. With
+    ``cfg.ensemble`` > 1, trains that many seeds in ``out_dir/member-<k>/`` (each resumable)
+    and writes their mean as the model. Returns the content of ``model.json``.
     """
     if model_name not in MODELS:
         raise ValueError(f"model={model_name!r}: expected one of {sorted(MODELS)}")
@@ -46,6 +50,9 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     if uses_features and features_path is None:
         raise ValueError(f"model {model_name!r} needs the feature cache: pass features_path")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.ensemble > 1:
+        return _train_ensemble(model_name, windows_path, split_path, out_dir, cfg,
+                               features_path)
 
     # Derived state: device, seed, precision.
     device = resolve_device(cfg.device)
@@ -126,6 +133,39 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     atomic.write_json(out_dir / "model.json", meta)
     log.info("%s: best val NRMSE %.4f at epoch %d of %d, %.1f s", model_name,
              state["best_nrmse"], state["best_epoch"], state["epoch"], state["train_seconds"])
+    return meta
+
+
+def _train_ensemble(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
+                    cfg: TrainConfig, features_path: Path | None) -> dict[str, Any]:
+    """Train ``cfg.ensemble`` seeds, then save their mean as one model in ``out_dir``."""
+    members = [train_model(model_name, windows_path, split_path, out_dir / f"member-{k}",
+                           dataclasses.replace(cfg, seed=cfg.seed + k, ensemble=1),
+                           features_path)
+               for k in range(cfg.ensemble)]
+    model_args = {**members[0]["model_args"], "ensemble": cfg.ensemble}
+    ensemble = build_model(model_name, **model_args)
+    for k, member in enumerate(ensemble.members):
+        member.load_state_dict(torch.load(out_dir / f"member-{k}" / "model.pt",
+                                          map_location="cpu", weights_only=True))
+    _save_state_dict(ensemble, out_dir / "model.pt")
+    split = read_split(split_path)
+    val = load_windows(windows_path, split["val"])
+    score = nrmse(val.rt.astype(np.float64), predict(ensemble, val.eeg, cfg.eval_batch_size))
+    meta = {**members[0], "model_args": model_args,
+            "n_params": sum(p.numel() for p in ensemble.parameters()),
+            "best_val_nrmse": score,
+            "best_epoch": max(m["best_epoch"] for m in members),
+            "epochs_run": max(m["epochs_run"] for m in members),
+            "train_seconds": round(sum(m["train_seconds"] for m in members), 2),
+            "config": dataclasses.asdict(cfg),
+            "members": [{"seed": m["config"]["seed"], "best_val_nrmse": m["best_val_nrmse"],
+                         "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"]}
+                        for m in members],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic.write_json(out_dir / "model.json", meta)
+    log.info("%s: ensemble of %d seeds, val NRMSE %.4f (members %s)", model_name,
+             cfg.ensemble, score, ", ".join(f"{m['best_val_nrmse']:.4f}" for m in members))
     return meta
 
 
@@ -264,13 +304,22 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
     val = SplitSide(windows_path, features_path, val_rows, rt[val_rows], device, val_resident,
                     cfg.slab_windows)
     stats = {"target_mean": torch.tensor(target_mean), "target_std": torch.tensor(target_std),
-             "rt_min": torch.tensor(rt[train_rows].min()),
-             "rt_max": torch.tensor(rt[train_rows].max()), **_input_stats(train)}
+             **_rt_range(rt[train_rows]), **_input_stats(train)}
     log.info("data: %d training windows (%d subjects, %s), %d validation windows "
              "(%d subjects, %s)", len(train), len(split["train"]),
              "on the device" if train_resident else "streamed",
              len(val), len(split["val"]), "on the device" if val_resident else "streamed")
     return train, val, rt[val_rows], stats
+
+
+def _rt_range(rt_s: np.ndarray) -> dict[str, torch.Tensor]:
+    """The range predictions are clamped to: the training RTs' central 99 % (a stray RT
+    does not widen it), inside the plausible range."""
+    low_limit, high_limit = PLAUSIBLE_RT_S
+    low, high = np.quantile(rt_s, [RT_CLAMP_TAIL, 1.0 - RT_CLAMP_TAIL])
+    low = min(max(float(low), low_limit), high_limit)
+    high = max(min(float(high), high_limit), low)
+    return {"rt_min": torch.tensor(low), "rt_max": torch.tensor(high)}
 
 
 def _memory_budget(device: torch.device, cfg: TrainConfig) -> float:

@@ -268,3 +268,23 @@ def test_rollback_restores_the_exact_bytes(tiny_night, tmp_path):
     assert [r["model"] for r in record["previous"]] == ["hybrid", "baseline"]
     restored = {p.name: p.read_bytes() for p in submission.iterdir() if p.name != CHAMPION_FILE}
     assert restored == baseline_bytes
+
+
+def test_an_ensemble_ships_as_one_submission(tiny_night, tmp_path):
+    base = tiny_night.models / "baseline"
+    meta = json.loads((base / "model.json").read_text())
+    state = torch.load(base / "model.pt", weights_only=True)
+    ensemble_dir = tmp_path / "ensemble"
+    ensemble_dir.mkdir()
+    torch.save({f"members.{k}.{name}": value for k in range(2) for name, value in state.items()},
+               ensemble_dir / "model.pt")
+    (ensemble_dir / "model.json").write_text(json.dumps(
+        {**meta, "model_args": {**meta["model_args"], "ensemble": 2}}))
+    files = build_submission(ensemble_dir, tmp_path / "sub")
+    assert sum(name.startswith("weights_") for name in files) == 1
+    val = _val(tiny_night)
+    model, _ = load_trained_model(ensemble_dir)
+    single, _ = load_trained_model(base)
+    expected = predict(model, val.eeg)
+    np.testing.assert_allclose(expected, predict(single, val.eeg), rtol=1e-5)  # two copies
+    check_in_fresh_process(tmp_path / "sub", val.eeg, expected, val.sfreq_hz)

@@ -113,8 +113,21 @@ def _cache_summary() -> dict[str, Any]:
 def night(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """The complete night rendered once (plots take about a second): context and report."""
     root = tmp_path_factory.mktemp("night")
-    context = build_report_context(_make_work_dir(root), _cache_summary(), ENVIRONMENT)
+    context = build_report_context(_make_work_dir(root), _cache_summary(), ENVIRONMENT,
+                                   champion=CHAMPION)
     return context, render_report(context, root / "reports", DATE)
+
+
+# The champion record after three promotions (champion.json), for the history section.
+CHAMPION = {
+    "model": "press-hybrid", "nrmse": 0.61, "nrmse_interval": [0.57, 0.66],
+    "date": "2026-11-26", "n_val_windows": 475, "reason": "beats the champion by 4 %",
+    "previous": [
+        {"model": "hybrid", "nrmse": 0.64, "date": "2026-11-20", "n_val_windows": 475,
+         "reason": "beats the champion by 3 %"},
+        {"model": "baseline", "nrmse": 0.66, "date": "2026-11-18", "n_val_windows": 475,
+         "reason": "no champion yet: baseline becomes champion"},
+    ]}
 
 
 def _render(work: Path, tmp_path: Path) -> str:
@@ -146,7 +159,7 @@ def test_renders_both_files_with_every_section(night):
     assert "9 / 14" in html and "52,113" in html
     assert "not available" not in html
     images = PNG_SRC.findall(html)
-    assert len(images) == 4  # learning curves, scatter, subjects, timeline
+    assert len(images) == 5  # champion history, learning curves, scatter, subjects, timeline
     for encoded in images:
         assert base64.b64decode(encoded).startswith(b"\x89PNG\r\n\x1a\n")
     assert "reused" in html and "abc123def456" in html and "no response" in html
@@ -305,3 +318,19 @@ def test_job_writes_the_report_without_a_window_cache(work_dir, tmp_path, monkey
     assert code == 0
     html = (tmp_path / "reports" / "latest.html").read_text(encoding="utf-8")
     assert f"not available: window cache {tmp_path / 'none.h5'} not found" in html
+
+
+def test_champion_history_shows_every_champion_newest_first(work_dir, tmp_path):
+    context = build_report_context(work_dir, None, ENVIRONMENT, champion=CHAMPION)
+    history = context["history"]
+    assert [e["date"] for e in history["entries"]] == ["2026-11-26", "2026-11-20", "2026-11-18"]
+    assert history["entries"][0]["interval"] == [0.57, 0.66]
+    assert history["plot"].startswith("data:image/png;base64,")
+    html = render_report(context, tmp_path / "reports", DATE).read_text(encoding="utf-8")
+    assert "Champion history" in html and "no champion yet: baseline becomes champion" in html
+    assert re.search(r"0.610\s*<div class=\"muted small\">0.570–0.660</div>", html)
+
+    empty = build_report_context(work_dir, None, ENVIRONMENT)["history"]
+    assert empty["note"].startswith("no champion yet")
+    with pytest.raises(TypeError, match="champion must be a dict"):
+        build_report_context(work_dir, None, ENVIRONMENT, champion=["x"])

@@ -88,7 +88,9 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     log.info("decision: %s", decision.reason)
     if decision.promoted:
         model_dir = models_dir / decision.model
+        promoted_row = next(r for r in rows if r["name"] == decision.model)
         record = {"model": decision.model, "nrmse": scores[decision.model],
+                  "nrmse_interval": promoted_row.get("nrmse_interval"),
                   "reason": decision.reason, "source": str(model_dir.resolve()),
                   "n_val_windows": len(y_true), "val_subjects": split["val"]}
         installed = install(model_dir, submission_dir, val.eeg, predictions[decision.model],

@@ -30,6 +30,7 @@ import numpy as np
 from overnight import atomic
 from overnight.evaluation import predict
 from overnight.hbn.channels import index_of
+from overnight.hbn.events import PLAUSIBLE_RT_S
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,9 @@ SUBMISSION_FILE = "submission.py"
 ZIP_FILE = "submission.zip"
 WEIGHTS_PREFIX = "weights_"
 PREDICTION_ATOL_S = 1e-4  # fresh-process vs in-process predictions, seconds
-# Every probe input must give finite predictions in this range: task RTs lie within it
-# (REFERENCE), so a prediction outside it is nonsense whatever the input.
-PROBE_RT_RANGE_S = (0.2, 3.0)
+# Every probe input must give finite predictions in this range: a prediction outside it
+# is nonsense whatever the input.
+PROBE_RT_RANGE_S = PLAUSIBLE_RT_S
 # Challenge 2 (the externalizing factor) is not trained here, but the scorer calls it in the
 # same run: the submission answers this constant, the factor's population mean (HBN's
 # psychopathology factors are standardised scores); the training mean is not read.

@@ -35,6 +35,9 @@ EVENT_CODES: dict[str, str] = {
 }
 BLOCK_STARTS = {f"contrastChangeB{block}_start": str(93 + block) for block in (1, 2, 3)}
 EVENT_CODES.update(BLOCK_STARTS)
+# Where every plausible CCD response time lies, seconds: models clamp their predictions
+# into it and the promotion check holds submissions to it, whatever they are fed.
+PLAUSIBLE_RT_S = (0.2, 3.0)
 # Why a trial is not a window.
 NO_STIMULUS = "no stimulus"
 NO_RESPONSE = "no response"

@@ -32,8 +32,8 @@ from overnight.report import plots
 
 log = logging.getLogger(__name__)
 
-CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "curves", "scatter", "subjects",
-                "timeline", "data", "environment")
+CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "history", "curves", "scatter",
+                "subjects", "timeline", "data", "environment")
 REPORT_STAGE = "report"  # the stage that renders this page: running while it does
 
 _MAX_SUBJECT_ROWS = 15  # worst subjects listed in the table; the plot shows all
@@ -41,7 +41,8 @@ _ENV_ORDER = ("device", "code_version", "host", "python", "torch", "numpy", "num
 
 
 def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict | None,
-                         environment: dict, *, cache_note: str | None = None) -> dict[str, Any]:
+                         environment: dict, *, cache_note: str | None = None,
+                         champion: dict | None = None) -> dict[str, Any]:
     """Gather everything the morning report shows.
 
     Parameters
@@ -55,6 +56,8 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
         ``overnight.provenance.environment()``.
     cache_note : str, optional
         Why ``cache_summary`` is None, shown in the data section.
+    champion : dict, optional
+        The champion record (``champion.json``) with its history: the trend section.
 
     Returns
     -------
@@ -74,6 +77,8 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
         raise TypeError(f"environment must be a dict, got {type(environment).__name__}")
     if cache_note is not None and not isinstance(cache_note, str):
         raise TypeError(f"cache_note must be a str or None, got {type(cache_note).__name__}")
+    if champion is not None and not isinstance(champion, dict):
+        raise TypeError(f"champion must be a dict or None, got {type(champion).__name__}")
 
     folder = NightFolder(work_dir)
     comparison, comparison_note = _load_comparison(folder.comparison)
@@ -90,6 +95,7 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
         "banner": _banner(comparison, comparison_note, rows, stages, timeline.get("total_s"),
                           preflight),
         "table": _guarded("table", lambda: _table_section(comparison, comparison_note, rows)),
+        "history": _guarded("history", lambda: _history_section(champion)),
         "curves": _guarded("curves", lambda: _curves_section(runs, rows, colors)),
         "scatter": _guarded("scatter", lambda: _scatter_section(validation, comparison_note,
                                                                  rows, colors)),
@@ -293,6 +299,28 @@ def _table_section(comparison: dict | None, comparison_note: str | None,
             "bootstrap": _bootstrap(comparison.get("bootstrap") if comparison else None),
             "created": comparison.get("created") if comparison else None,
             "code_version": comparison.get("code_version") if comparison else None}
+
+
+def _history_section(champion: dict | None) -> dict[str, Any]:
+    """The champions night by night, newest first in the table, oldest first in the plot."""
+    if champion is None:
+        return {"note": "no champion yet (or no submission folder given)"}
+    older = champion.get("previous")
+    records = [champion, *(older if isinstance(older, list) else [])]
+    entries = [_history_entry(r) for r in records if isinstance(r, dict)]
+    plotted = [e for e in reversed(entries) if e["nrmse"] is not None]
+    return {"note": None, "entries": entries,
+            "plot": plots.plot_history(plotted) if len(plotted) > 1 else None}
+
+
+def _history_entry(record: dict[str, Any]) -> dict[str, Any]:
+    bounds = record.get("nrmse_interval")
+    interval = ([_number(b) for b in bounds] if isinstance(bounds, list) and len(bounds) == 2
+                and None not in [_number(b) for b in bounds] else None)
+    return {"date": str(record.get("date", "?")), "model": str(record.get("model", "?")),
+            "nrmse": _number(record.get("nrmse")), "interval": interval,
+            "n_val_windows": _number(record.get("n_val_windows")),
+            "reason": str(record.get("reason", ""))}
 
 
 def _bootstrap(raw: Any) -> dict[str, float] | None:

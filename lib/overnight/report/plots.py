@@ -151,6 +151,24 @@ def plot_timeline(stages: list[dict[str, Any]]) -> str:
     return _png_data_uri(fig)
 
 
+def plot_history(entries: list[dict[str, Any]]) -> str:
+    """The champion's NRMSE night by night (oldest first), with its interval when known."""
+    fig = _figure(2.2)
+    ax = fig.subplots()
+    x = np.arange(len(entries))
+    nrmse = float_array([e["nrmse"] for e in entries])
+    ax.plot(x, nrmse, marker="o", color=OTHER_COLOR, linewidth=1.2)
+    for i, entry in enumerate(entries):
+        if entry["interval"] is not None:
+            ax.vlines(i, *entry["interval"], color=OTHER_COLOR, alpha=0.5, linewidth=3)
+        ax.annotate(label(entry["model"]), (i, nrmse[i]), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=7)
+    ax.set_xticks(x, [label(e["date"]) for e in entries], fontsize=8)
+    ax.set_ylabel("champion NRMSE")
+    _style(ax)
+    return _png_data_uri(fig)
+
+
 def _figure(height_in: float) -> Figure:
     """A pyplot-free figure, so rendering needs no display and no global backend."""
     return Figure(figsize=(_PLOT_WIDTH_IN, height_in), layout="constrained")
