@@ -52,10 +52,14 @@ def _champion(submission: Path | None) -> dict[str, Any] | None:
     if submission is None:
         return None
     try:
-        return read_champion(submission)
+        record = read_champion(submission)
     except (OSError, ValueError):
         log.warning("cannot read the champion record in %s", submission, exc_info=True)
         return None
+    if record is not None and not isinstance(record, dict):
+        log.warning("the champion record in %s is not a JSON object", submission)
+        return None
+    return record
 
 
 if __name__ == "__main__":

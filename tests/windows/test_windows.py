@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -433,3 +434,52 @@ def test_release_from_the_root_name_without_participants(tmp_path: Path, folder:
     path.parent.mkdir(parents=True)
     path.touch()
     assert find_recordings(tmp_path / folder)[0].release == release
+
+
+def test_a_root_given_twice_is_an_error(tmp_path: Path) -> None:
+    _write_good(tmp_path / "R1", "A", 1, "set", 100.0, (1.0,), (1.0,), 4.0, "canonical")
+    with pytest.raises(ValueError, match="given more than once"):
+        build_window_cache([tmp_path / "R1", tmp_path / "R1" / ".." / "R1"],
+                           tmp_path / "w.h5", CFG, progress=False)
+
+
+def test_no_live_channel_is_said_so_whatever_the_flat_share() -> None:
+    data_v = np.zeros((len(CH_NAMES), 100))
+    with pytest.raises(UnusableRecording, match="every channel flat"):
+        check_signal(data_v, WindowsConfig(max_flat_share=1.0))
+
+
+# Loaded by every Python process that starts with this folder on PYTHONPATH: the worker
+# processes of the window stage then die (as a crashing file reader would) on one subject.
+_CRASHING_READER = """
+import os
+if os.environ.get("CRASH_ON_SUBJECT"):
+    import overnight.windows.build as build
+    _cut = build.cut_windows
+
+    def _crashing(rec, cfg):
+        if rec.subject == os.environ["CRASH_ON_SUBJECT"]:
+            os._exit(3)
+        return _cut(rec, cfg)
+
+    build.cut_windows = _crashing
+"""
+
+
+def test_a_reader_that_crashes_skips_only_its_recording(tmp_path: Path, monkeypatch) -> None:
+    for subject in ("A", "B", "C"):
+        _write_good(tmp_path / "bids", subject, 1, "set", 100.0, (1.0,), (1.0,), 4.0,
+                    "canonical")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_CRASHING_READER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv("CRASH_ON_SUBJECT", "A")  # the first recording: nothing read before
+
+    summary = build_window_cache(tmp_path / "bids", tmp_path / "w.h5",
+                                 WindowsConfig(workers=2), progress=False)
+
+    assert summary["n_subjects"] == 2
+    (skip,) = summary["skipped"]
+    assert "sub-A" in skip["path"] and "reader process died" in skip["reason"]
+    assert list(load_windows(tmp_path / "w.h5").subject) == ["B", "C"]

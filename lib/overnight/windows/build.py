@@ -9,6 +9,7 @@ bad file (a reader process that dies is replaced, and its recording skipped).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -97,10 +98,12 @@ def build_window_cache(bids_roots: str | os.PathLike[str] | Sequence[str | os.Pa
     skipped = [_skip(d["path"], d["reason"]) for d in duplicates]
     dropped: Counter[str] = Counter()
     subjects: set[str] = set()
-    with create_cache(out_path, cfg) as cache:
-        outcomes = _read_all(recordings, cfg, workers)
+    reads = _read_all(recordings, cfg, workers)
+    with create_cache(out_path, cfg) as cache, contextlib.closing(reads):
+        # closing: an early stop or an error shuts the worker pool down now, not at exit
+        outcomes = reads
         if progress:
-            outcomes = cli.progress(outcomes, total=len(recordings), desc="windows",
+            outcomes = cli.progress(reads, total=len(recordings), desc="windows",
                                     unit="rec", status=lambda: f"{cache.n_windows:,} windows")
         for rec, outcome in outcomes:
             if (enough_subjects is not None and len(subjects) >= enough_subjects
@@ -132,6 +135,9 @@ def _roots(bids_roots: Any) -> list[Path]:
     roots = [as_path(root, "bids_roots").resolve() for root in bids_roots]
     if not roots:
         raise ValueError("bids_roots: expected at least one BIDS root")
+    repeated = sorted({str(root) for root in roots if roots.count(root) > 1})
+    if repeated:
+        raise ValueError(f"bids_roots: {repeated} given more than once; each release once")
     return roots
 
 
@@ -161,7 +167,6 @@ def _read_all(recordings: list[Recording], cfg: WindowsConfig,
             yield rec, _read_one(rec, cfg)
         return
     next_index = 0
-    read_any = False  # a pool that never returns anything cannot start its workers
     while next_index < len(recordings):
         pool = _pool(workers)
         running: deque[tuple[int, Future[_Outcome]]] = deque()
@@ -174,32 +179,42 @@ def _read_all(recordings: list[Recording], cfg: WindowsConfig,
                 i, future = running[0]
                 outcome = future.result()
                 running.popleft()
-                read_any = True
                 yield recordings[i], outcome
         except BrokenProcessPool:
             # A reader died (a crash inside a file reader): which file did it is unknown,
-            # so each unfinished one is read again alone; then a new pool goes on.
-            for i, _ in running:
-                outcome = _isolated(recordings[i], cfg, read_any)
-                read_any = True
-                yield recordings[i], outcome
+            # so each one that did not finish is read again alone; then a new pool goes on.
+            for i, future in running:
+                finished = future.done() and not future.cancelled() and not future.exception()
+                yield recordings[i], (future.result() if finished
+                                      else _isolated(recordings[i], cfg))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _isolated(rec: Recording, cfg: WindowsConfig, workers_ran: bool) -> _Outcome:
-    """Read one recording in a process of its own; its death skips the recording, unless no
-    worker ever returned anything (then they cannot start, whatever the file)."""
+def _isolated(rec: Recording, cfg: WindowsConfig) -> _Outcome:
+    """Read one recording in a process of its own; its death skips the recording, unless a
+    worker cannot even start (then no file is to blame)."""
     pool = _pool(1)
     try:
         return pool.submit(_read_one, rec, cfg).result()
     except BrokenProcessPool as exc:
-        if not workers_ran:
-            raise RuntimeError("the window stage's worker processes die before reading any "
-                               "recording; run it with --set windows.workers=1 to see why"
+        if not _workers_start():
+            raise RuntimeError("the window stage's worker processes die before doing "
+                               "anything; run it with --set windows.workers=1 to see why"
                                ) from exc
         return _Outcome(None, "the reader process died reading this file (a crash in the "
                               "file reader)")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _workers_start() -> bool:
+    """Whether a worker process starts and answers a trivial task."""
+    pool = _pool(1)
+    try:
+        return pool.submit(int).result() == 0
+    except BrokenProcessPool:
+        return False
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

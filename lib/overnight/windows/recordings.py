@@ -186,7 +186,11 @@ def check_signal(data_v: np.ndarray, cfg: WindowsConfig) -> SignalCheck:
             f"{int(flat.sum())} of {len(flat)} channels flat (std < "
             f"{cfg.flat_channel_std_v:g} V): no EEG signal")
     live = data_v[~flat]
-    median_abs_v = float(np.median(np.abs(live[np.isfinite(live)])))
+    live = live[np.isfinite(live)]
+    if live.size == 0:
+        raise UnusableRecording(f"every channel flat (std < {cfg.flat_channel_std_v:g} V) or "
+                                "not finite: no EEG signal")
+    median_abs_v = float(np.median(np.abs(live)))
     if not cfg.min_median_abs_v <= median_abs_v <= cfg.max_median_abs_v:
         raise UnusableRecording(f"median |x| = {median_abs_v:.3g}: {_unit_guess(median_abs_v)}; "
                                 f"EEG in volts lies in {cfg.min_median_abs_v:g}.."
