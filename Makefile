@@ -128,7 +128,7 @@ image: ## build the container image for GPU=amd|nvidia|none from docker/Dockerfi
 	docker build --file docker/Dockerfile.$(FLAVOUR) --tag $(IMAGE) .
 
 status: ## the night now: running stage, progress, elapsed time, GPU use, last log lines
-	@$(HOST_PY) jobs/status.py --work $(WORK)
+	@$(HOST_PY) jobs/status.py --work $(WORK) --lock $(LOCK)
 
 logs: ## follow the night's log as it is written (Ctrl-C stops following, not the night)
 	@$(HOST_PY) jobs/status.py --work $(WORK) --follow

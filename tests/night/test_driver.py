@@ -289,3 +289,15 @@ def test_half_written_files_of_a_killed_attempt_are_removed(fake, tmp_path):
     assert not partial.exists() and kept.read_bytes() == b"whole"
     assert (data / ".not-ours.tmp").exists()
     assert "half-written by the interrupted attempt" in (night.work_dir / "night.log").read_text()
+
+
+def test_make_status_reads_the_lock_line_the_driver_writes(fake):
+    from overnight.night.driver import _night_lock
+    from overnight.night.status import night_alive
+
+    make_night, _ = fake
+    night = make_night()
+    with _night_lock(night) as holder:
+        assert holder is None
+        assert night_alive(night.lock_path, night.work_dir)
+        assert not night_alive(night.lock_path, night.work_dir.parent / "2026-01-03")

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 
-from overnight.night.status import follow, format_status, gpu_usage, night_status
+from overnight.night.status import (
+    follow,
+    format_status,
+    gpu_usage,
+    night_alive,
+    night_status,
+)
 
 STARTED = "2026-01-02T21:40:00"
 
@@ -109,3 +117,56 @@ def test_follow_prints_the_log_tail_then_new_lines_until_the_night_ends(tmp_path
     follow(work, out, poll_s=0.01, stop=stop)
     lines = out.getvalue().splitlines()
     assert lines[0] == "old line 12" and lines[-1] == "new line"
+
+
+def _lock(tmp_path: Path, pid: int, work: Path) -> Path:
+    lock = tmp_path / "runs" / ".lock"
+    lock.write_text(f"pid {pid}, night 2026-01-02 in {work}, started 2026-01-02T21:30:00\n")
+    return lock
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_driver_not_yet_reaped_is_not_alive(tmp_path):
+    work = _night(tmp_path)
+    zombie = subprocess.Popen(["true"])  # exits at once; not waited for: a zombie
+    try:
+        time.sleep(0.3)
+        assert not night_alive(_lock(tmp_path, zombie.pid, work), work)
+    finally:
+        zombie.wait()
+
+
+def test_a_night_whose_driver_is_gone_shows_as_interrupted(tmp_path):
+    work = _night(tmp_path)
+    lock = _lock(tmp_path, _dead_pid(), work)
+
+    status = night_status(work, lock_path=lock)
+    text = format_status(status)
+
+    assert status["interrupted"]["stage"] == "features"
+    assert status["interrupted"]["stopped"] is not None  # the log's last write
+    assert "interrupted at features: no process of this night is alive" in text
+    assert "night 2026-01-02: interrupted, attempt 1" in text
+    assert re.search(r"features\s+interrupted", text)
+    assert "running" not in text
+    # no lock file at all: nothing holds it, so nothing runs
+    assert night_status(work, lock_path=tmp_path / "none")["interrupted"] is not None
+
+
+def test_a_live_night_still_shows_as_running(tmp_path):
+    import os
+
+    work = _night(tmp_path)
+    alive = night_status(work, lock_path=_lock(tmp_path, os.getpid(), work))
+    assert alive["interrupted"] is None
+    assert "running: features" in format_status(alive)
+    # a live driver of another night does not keep this one alive
+    other = _lock(tmp_path, os.getpid(), tmp_path / "runs" / "2026-01-03")
+    assert night_status(work, lock_path=other)["interrupted"]["stage"] == "features"
+    # without the lock, status cannot tell and says what the records say
+    assert night_status(work)["interrupted"] is None

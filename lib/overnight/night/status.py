@@ -9,6 +9,7 @@ Standard library only: it runs on the host, also when the jobs run in containers
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ LAST_LINES = 8  # log lines shown under the running (or last) stage
 MAX_LINE_CHARS = 160  # longer log lines (a whole config) are cut in the summary
 # A progress bar ("45%|####  | 9/20") or an epoch line of the training log.
 _PROGRESS = re.compile(r"\d+%\||\bepoch \d+/\d+")
+_LOCK_HOLDER = re.compile(r"pid (?P<pid>\d+), night \S+ in (?P<work>.+), started ")
 _GPU_QUERIES = (
     ("nvidia-smi", ["nvidia-smi", "--query-gpu=index,name,utilization.gpu,memory.used,"
                     "memory.total", "--format=csv,noheader"]),
@@ -34,8 +36,13 @@ _GPU_QUERIES = (
 )
 
 
-def night_status(work_dir: str | Path, now: float | None = None) -> dict[str, Any]:
+def night_status(work_dir: str | Path, now: float | None = None,
+                 lock_path: str | Path | None = None) -> dict[str, Any]:
     """What the night in ``work_dir`` is doing: its stages, the running one, its progress.
+
+    With ``lock_path``, a stage still marked running while no live process of this night
+    holds the lock is reported as interrupted (a SIGKILL, a reboot, the OOM killer), with
+    the time of its last sign of life.
 
     Parameters
     ----------
@@ -43,6 +50,8 @@ def night_status(work_dir: str | Path, now: float | None = None) -> dict[str, An
         The night's folder (``runs/<date>``).
     now : float, optional
         The current time (seconds since the epoch); default ``time.time()``.
+    lock_path : str or Path, optional
+        The nights' lock file (``make overnight``'s ``LOCK``).
 
     Returns
     -------
@@ -50,7 +59,8 @@ def night_status(work_dir: str | Path, now: float | None = None) -> dict[str, An
         ``work_dir``, ``exists``, ``night`` (night.json or None), ``stages`` (status
         records in chain order), ``current`` (the running stage, else the last one to
         start, or None), ``elapsed_s`` (of ``current``), ``progress`` (its last progress
-        line or None) and ``last_lines`` (of its log).
+        line or None), ``last_lines`` (of its log) and ``interrupted`` (None, or the
+        stage a dead night left running and ``stopped``, its last sign of life).
 
     Raises
     ------
@@ -67,9 +77,13 @@ def night_status(work_dir: str | Path, now: float | None = None) -> dict[str, An
     started = [s for s in stages if s.get("start")]
     current = running[-1] if running else max(started, key=lambda s: s["start"], default=None)
     lines = _log_lines(work, current) if current else []
+    interrupted = None
+    if running and lock_path is not None and not night_alive(Path(lock_path), work):
+        interrupted = {"stage": running[-1].get("stage"),
+                       "stopped": _last_sign_of_life(work, running[-1])}
     return {
         "work_dir": str(work), "exists": work.is_dir(), "night": records.read_night(folder),
-        "stages": stages, "current": current,
+        "stages": stages, "current": current, "interrupted": interrupted,
         "elapsed_s": _elapsed(current, now) if current else None,
         "progress": next((line for line in reversed(lines) if _PROGRESS.search(line)), None),
         "last_lines": lines[-LAST_LINES:],
@@ -83,9 +97,11 @@ def format_status(status: dict[str, Any], gpu: str | None = None) -> str:
                 "shows another)")
     out = [f"night folder {status['work_dir']}"]
     night = status["night"]
+    interrupted = status.get("interrupted")
     if night:
         attempts = night.get("attempts") or [{}]
-        out.append(f"  night {night.get('date')}: {night.get('state')}, attempt "
+        state = "interrupted" if interrupted else night.get("state")
+        out.append(f"  night {night.get('date')}: {state}, attempt "
                    f"{len(attempts)} started {attempts[-1].get('start')}")
         if night.get("state") == "finished":
             out.append(f"  exit code {night.get('exit_code')}: {night.get('outcome')}")
@@ -95,10 +111,17 @@ def format_status(status: dict[str, Any], gpu: str | None = None) -> str:
         duration = (f"{stage['seconds']:.0f} s" if isinstance(stage.get("seconds"),
                                                               (int, float)) else "")
         error = f"  {stage['error']}" if stage.get("error") else ""
-        out.append(f"    {stage.get('stage', '?'):<15} {stage.get('status', '?'):<12} "
+        shown = stage.get("status", "?")
+        if interrupted and shown == records.RUNNING:
+            shown = records.INTERRUPTED
+        out.append(f"    {stage.get('stage', '?'):<15} {shown:<12} "
                    f"{stage.get('start') or '':<20} {duration:>7}{error}")
     current = status["current"]
-    if current:
+    if interrupted:
+        out.append(f"  interrupted at {interrupted['stage']}: no process of this night is "
+                   f"alive (last sign of life {interrupted['stopped'] or 'unknown'}); "
+                   "make overnight resumes it")
+    elif current:
         verb = "running" if current.get("status") == "running" else "last stage"
         out.append(f"  {verb}: {current.get('stage')} for {duration_text(status['elapsed_s'])}")
         if status["progress"]:
@@ -178,6 +201,44 @@ def _log_lines(work: Path, stage: dict[str, Any]) -> list[str]:
     except OSError:
         return []
     return [line for line in text.splitlines() if line.strip() and not line.startswith("====")]
+
+
+def night_alive(lock_path: Path, work_dir: Path) -> bool:
+    """Whether a live night driver holds the lock for ``work_dir``.
+
+    The driver writes ``pid N, night D in W, started T`` into the lock while it holds it;
+    the line stays when it dies. Reading it (rather than trying the lock) can never keep a
+    night from starting.
+    """
+    try:
+        holder = lock_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    found = _LOCK_HOLDER.search(holder)
+    if found is None or not _process_alive(int(found["pid"])):
+        return False
+    return Path(found["work"]).resolve() == work_dir.resolve()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    try:  # a killed process not yet reaped (a zombie) still answers kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _last_sign_of_life(work: Path, stage: dict[str, Any]) -> str | None:
+    """When the stage last wrote its log (else its status record), local time."""
+    candidates = [work / str(stage.get("log")), work / "status" / f"{stage.get('stage')}.json"]
+    times = [p.stat().st_mtime for p in candidates if stage.get("log") and p.is_file()]
+    return records.timestamp(max(times)) if times else None
 
 
 def _elapsed(stage: dict[str, Any], now: float) -> float | None:
