@@ -242,8 +242,8 @@ class PressHybrid(_WithFeatures, PressLocator):
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3, sfreq_hz: float = 100.0, window_start_s: float = 0.5,
                  n_feature_hidden: int = 32, normalization: str = "train") -> None:
-        PressLocator.__init__(self, n_chans, n_times, n_filters, dropout, sfreq_hz,
-                              window_start_s, normalization)
+        super().__init__(n_chans, n_times, n_filters, dropout, sfreq_hz, window_start_s,
+                         normalization)
         self.branch = FeatureBranch(sfreq_hz, window_start_s, dropout, n_feature_hidden)
         self.correction = nn.Linear(self.branch.n_out, 1)
         nn.init.zeros_(self.correction.weight)  # starts as the press locator alone
@@ -251,7 +251,7 @@ class PressHybrid(_WithFeatures, PressLocator):
 
     def standardized_output(self, x: torch.Tensor,
                             features: torch.Tensor | None = None) -> torch.Tensor:
-        located = PressLocator.standardized_output(self, x)
+        located = super().standardized_output(x)
         return located + self.correction(self.branch(x, features))
 
 

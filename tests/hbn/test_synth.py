@@ -372,12 +372,12 @@ def test_job_main(tmp_path: Path) -> None:
 
 
 def test_the_harder_setting_spreads_subjects_and_leaves_the_default_alone() -> None:
-    from overnight.hbn.synth import _draw_subjects, _variation
+    from overnight.hbn.synth import _draw_subjects
 
     default = _draw_subjects(0, 4)
-    same = _draw_subjects(0, 4, _variation(SynthConfig()))
-    hard = _draw_subjects(0, 4, _variation(SynthConfig(task_signal_scale=0.5, subject_sd=0.5,
-                                                       spatial_sd_m=0.01, latency_sd_s=0.05)))
+    same = _draw_subjects(0, 4, SynthConfig())
+    hard = _draw_subjects(0, 4, SynthConfig(task_signal_scale=0.5, subject_sd=0.5,
+                                            spatial_sd_m=0.01, latency_sd_s=0.05))
     for (a, _), (b, _) in zip(default, same, strict=True):
         assert a.gain == b.gain and np.array_equal(a.mixing_v, b.mixing_v)
         assert a.latency_s == 0.0

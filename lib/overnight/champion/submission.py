@@ -38,9 +38,6 @@ SUBMISSION_FILE = "submission.py"
 ZIP_FILE = "submission.zip"
 WEIGHTS_PREFIX = "weights_"
 PREDICTION_ATOL_S = 1e-4  # fresh-process vs in-process predictions, seconds
-# Every probe input must give finite predictions in this range: a prediction outside it
-# is nonsense whatever the input.
-PROBE_RT_RANGE_S = PLAUSIBLE_RT_S
 # Challenge 2 (the externalizing factor) is not trained here, but the scorer calls it in the
 # same run: the submission answers this constant, the factor's population mean (HBN's
 # psychopathology factors are standardised scores); the training mean is not read.
@@ -95,7 +92,7 @@ def check_in_fresh_process(submission_dir: Path, windows: np.ndarray, expected_s
     ------
     RuntimeError
         The import or a prediction failed, the predictions differ, a probe gave a
-        non-finite prediction or one outside ``PROBE_RT_RANGE_S``, or Challenge 2 did not
+        non-finite prediction or one outside ``PLAUSIBLE_RT_S``, or Challenge 2 did not
         answer one finite number per window.
     """
     windows = np.ascontiguousarray(windows, dtype=np.float32)
@@ -120,7 +117,7 @@ def check_in_fresh_process(submission_dir: Path, windows: np.ndarray, expected_s
         raise RuntimeError("the submission's Challenge 2 model must answer one finite number "
                            f"per window, got shape {challenge_2.shape}, "
                            f"{int(np.isfinite(challenge_2).sum())} finite")
-    low, high = PROBE_RT_RANGE_S
+    low, high = PLAUSIBLE_RT_S  # a prediction outside is nonsense, whatever the input
     for name, rt_s in got.items():
         finite = rt_s[np.isfinite(rt_s)]
         if len(finite) < len(rt_s) or not ((finite >= low).all() and (finite <= high).all()):

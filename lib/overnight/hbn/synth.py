@@ -221,7 +221,7 @@ def generate_dataset(root: Path, cfg: SynthConfig, progress: bool = True) -> dic
     started = time.perf_counter()
     root = Path(root)
     staging = _prepare_root(root)
-    subjects = _draw_subjects(cfg.seed, cfg.n_subjects, _variation(cfg))
+    subjects = _draw_subjects(cfg.seed, cfg.n_subjects, cfg)
     if progress:
         subjects = cli.progress(subjects, total=cfg.n_subjects, desc="synth", unit="subject")
     truth: list[dict[str, str]] = []
@@ -318,26 +318,12 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
 # --------------------------------------------------------------------------- subjects
 
 
-@dataclass(frozen=True)
-class _Variation:
-    """How far subjects differ, and how strong the task signals are (SynthConfig)."""
-
-    task_signal_scale: float
-    subject_sd: float
-    spatial_sd_m: float
-    latency_sd_s: float
-
-
-def _variation(cfg: SynthConfig) -> _Variation:
-    return _Variation(cfg.task_signal_scale, cfg.subject_sd, cfg.spatial_sd_m,
-                      cfg.latency_sd_s)
-
-
-def _draw_subjects(seed: int, n_subjects: int, variation: _Variation | None = None
+def _draw_subjects(seed: int, n_subjects: int, variation: SynthConfig | None = None
                    ) -> list[tuple[_Subject, np.random.Generator]]:
     """Subjects with their own generators; subject ``i`` uses child ``i + 1`` of the seed.
-    ``variation`` defaults to the default dataset's."""
-    variation = variation or _variation(SynthConfig())
+    ``variation`` (how strong the task signals are and how far subjects differ) defaults
+    to the default dataset's."""
+    variation = variation or SynthConfig()
     seeds = np.random.SeedSequence(seed).spawn(n_subjects + 1)
     label_rng = np.random.default_rng(seeds[0])
     labels: list[str] = []
@@ -354,7 +340,7 @@ def _draw_subjects(seed: int, n_subjects: int, variation: _Variation | None = No
 
 
 def _draw_subject(rng: np.random.Generator, label: str, release: str,
-                  variation: _Variation) -> _Subject:
+                  variation: SynthConfig) -> _Subject:
     gain, noise_scale = rng.lognormal(0.0, variation.subject_sd, 2)
     gain *= variation.task_signal_scale
     scores = tuple(float(x) for x in rng.normal(0.0, 1.0, 4))

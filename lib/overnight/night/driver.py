@@ -365,8 +365,8 @@ def _night_lock(night: Night) -> Iterator[str | None]:
             yield holder or "holder unknown"
             return
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, night {night.date} in {night.work_dir}, started "
-                      f"{records.timestamp(time.time())}\n".encode(), 0)
+        os.pwrite(fd, records.lock_holder_line(os.getpid(), night.date, night.work_dir,
+                                               time.time()).encode(), 0)
         yield None
     finally:
         os.close(fd)  # closing releases the lock

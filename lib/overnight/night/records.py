@@ -7,6 +7,7 @@ and the report all go through it. Standard library only.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,23 @@ from overnight.layout import NightFolder, stage_rank
 
 RUNNING, OK, FAILED, INTERRUPTED, UNREADABLE = ("running", "ok", "failed", "interrupted",
                                                 "unreadable")
+_LOCK_HOLDER = re.compile(r"pid (?P<pid>\d+), night \S+ in (?P<work>.+), started ")
 
 
 def timestamp(t: float) -> str:
     """Local time as ``YYYY-MM-DDTHH:MM:SS``, as every record writes it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
+
+
+def lock_holder_line(pid: int, date: str, work_dir: Path, started: float) -> str:
+    """What the driver writes into the nights' lock while it holds it."""
+    return f"pid {pid}, night {date} in {work_dir}, started {timestamp(started)}\n"
+
+
+def read_lock_holder(text: str) -> tuple[int, Path] | None:
+    """The pid and the night folder of a ``lock_holder_line``, or None."""
+    found = _LOCK_HOLDER.search(text)
+    return (int(found["pid"]), Path(found["work"])) if found else None
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -28,7 +28,6 @@ LAST_LINES = 8  # log lines shown under the running (or last) stage
 MAX_LINE_CHARS = 160  # longer log lines (a whole config) are cut in the summary
 # A progress bar ("45%|####  | 9/20") or an epoch line of the training log.
 _PROGRESS = re.compile(r"\d+%\||\bepoch \d+/\d+")
-_LOCK_HOLDER = re.compile(r"pid (?P<pid>\d+), night \S+ in (?P<work>.+), started ")
 _GPU_QUERIES = (
     ("nvidia-smi", ["nvidia-smi", "--query-gpu=index,name,utilization.gpu,memory.used,"
                     "memory.total", "--format=csv,noheader"]),
@@ -206,18 +205,18 @@ def _log_lines(work: Path, stage: dict[str, Any]) -> list[str]:
 def night_alive(lock_path: Path, work_dir: Path) -> bool:
     """Whether a live night driver holds the lock for ``work_dir``.
 
-    The driver writes ``pid N, night D in W, started T`` into the lock while it holds it;
-    the line stays when it dies. Reading it (rather than trying the lock) can never keep a
-    night from starting.
+    The driver writes its pid and night folder into the lock while it holds it
+    (``records.lock_holder_line``); the line stays when it dies. Reading it (rather than
+    trying the lock) can never keep a night from starting.
     """
     try:
         holder = lock_path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    found = _LOCK_HOLDER.search(holder)
-    if found is None or not _process_alive(int(found["pid"])):
+    found = records.read_lock_holder(holder)
+    if found is None or not _process_alive(found[0]):
         return False
-    return Path(found["work"]).resolve() == work_dir.resolve()
+    return found[1].resolve() == work_dir.resolve()
 
 
 def _process_alive(pid: int) -> bool:

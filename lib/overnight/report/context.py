@@ -26,7 +26,7 @@ import numpy as np
 from overnight.atomic import read_json_lines
 from overnight.champion.gate import HELD_BACK_BY_BOOTSTRAP, HELD_BACK_BY_MARGIN
 from overnight.checks import as_path
-from overnight.layout import COMPARISON_FILE, NightFolder
+from overnight.layout import COMPARISON_FILE, TRAIN_PREFIX, NightFolder
 from overnight.night import records
 from overnight.report import plots
 
@@ -209,7 +209,7 @@ def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dic
     decision = comparison.get("decision") if comparison else None
     headline, reason, promoted = _decision_text(decision)
     models = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]
-    training_failed = any(s["stage"].startswith("train-") for s in failed)
+    training_failed = any(s["stage"].startswith(TRAIN_PREFIX) for s in failed)
     if preflight:
         headline = "Preflight failed: the night stopped before the long stages"
         reason = ("No model was trained and the champion is untouched. Fix the job below and "
