@@ -80,6 +80,7 @@ BASELINE := $(MODELS)/baseline/model.json
 HYBRID := $(MODELS)/hybrid/model.json
 PRESS := $(MODELS)/press/model.json
 PRESS_HYBRID := $(MODELS)/press-hybrid/model.json
+EEGNEX := $(MODELS)/eegnex/model.json
 COMPARISON := $(WORK)/comparison.json
 STAGE = $(HOST_PY) jobs/run_stage.py --work $(WORK)
 CFG = --config $(CONFIG)
@@ -92,8 +93,9 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) \
         --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh)
 
 .PHONY: help setup demo synth overnight night-command ready preflight device windows features \
-        train-baseline train-hybrid train-press train-press-hybrid models compare report rollback image status logs \
-        install-cron test test-all lint clean distclean bench bench-windows bench-models bench-data
+        train-baseline train-hybrid train-press train-press-hybrid train-eegnex models compare \
+        report rollback image status logs install-cron test test-all test-eegnex lint clean \
+        distclean bench bench-windows bench-models bench-data setup-eegnex
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -154,11 +156,13 @@ train-press: $(PRESS) ## stage 5: train the press locator (RT = where the press 
 
 train-press-hybrid: $(PRESS_HYBRID) ## stage 6: train the press locator + features model
 
-models: train-baseline train-press train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
+train-eegnex: $(EEGNEX) ## stage 7: train braindecode's EEGNeX, the peer row (not run without braindecode)
 
-compare: $(COMPARISON) ## stage 7: score the models that trained and the champion; promote
+models: train-baseline train-press train-eegnex train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
 
-report: | $(READY) ## stage 8: render reports/<date>.html and latest.html from what WORK holds
+compare: $(COMPARISON) ## stage 8: score the models that trained and the champion; promote
+
+report: | $(READY) ## stage 9: render reports/<date>.html and latest.html from what WORK holds
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
 	    --reports $(REPORTS) --date $(DATE) --submission $(SUBMISSION)
 
@@ -193,6 +197,10 @@ $(PRESS_HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
 	$(STAGE) train-press-hybrid -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) \
 	    --model press-hybrid --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) \
 	    --out $(@D)
+
+$(EEGNEX): $(WINDOWS) $(SPLIT)
+	$(STAGE) train-eegnex -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model eegnex \
+	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
 
 # Whatever trained: a failed model leaves the others to compare, none leaves the champion.
 $(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
@@ -232,6 +240,12 @@ $(SETUP_STAMP): requirements.txt requirements-runtime.txt requirements-eegdash.t
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-eegdash.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+setup-eegnex: setup ## optional: braindecode's EEGNeX, with torch/torchaudio 2.11 in place of torch 2.13 (~3 GB)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-eegnex.txt
+
+test-eegnex: setup ## the EEGNeX tests (after make setup-eegnex, or in a container image)
+	$(PY) -m pytest -q -m eegnex
 
 test-all: setup ## every test, slow ones included (GPU tests run when a GPU is visible)
 	$(PY) -m pytest -q -m "not gpu"

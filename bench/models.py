@@ -8,6 +8,9 @@ validation windows with the 90 % interval of the subject bootstrap that the comp
 uses. The seed spread and the interval are the noise any difference is read against.
 
 Usage: python bench/models.py --work DIR [--seeds 3] [--out docs/BENCHMARKS.md]
+                              [--variants eegnex:train,baseline:train --section models-eegnex]
+
+A model that cannot be built here (EEGNeX without braindecode) is a row that says why.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ log = logging.getLogger("bench.models")
 DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "synth-hard.toml"}
 VARIANTS = [("baseline", "train"), ("hybrid", "train"), ("press", "train"),
             ("press-hybrid", "train"), ("baseline", "window"), ("hybrid", "window"),
-            ("press", "window")]
+            ("press", "window"), ("eegnex", "train")]
 TRUTH = Path("derivatives") / "synth" / "truth.tsv"
 
 
@@ -48,18 +51,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="folder for data and models")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--variants", type=_variants, default=VARIANTS,
+                        help="model:normalization,... (default: every variant)")
+    parser.add_argument("--section", default="models",
+                        help="the section of --out to write (one per machine or subset)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    results = {name: dataset_results(args.work / name, config, args.seeds)
+    results = {name: dataset_results(args.work / name, config, args.seeds, args.variants)
                for name, config in DATASETS.items()}
-    (args.work / "models.json").write_text(json.dumps(results, indent=2))
-    section = render(results, args.seeds, " ".join(["python", "bench/models.py", *(argv or [])]))
-    replace_section(args.out, "models", section)
+    (args.work / f"{args.section}.json").write_text(json.dumps(results, indent=2))
+    section = render(results, args.seeds, " ".join(["python", "bench/models.py", *(argv or [])]),
+                     args.section)
+    replace_section(args.out, args.section, section)
     print(section)
     return 0
 
 
-def dataset_results(work: Path, config: Path, seeds: int) -> dict[str, Any]:
+def _variants(text: str) -> list[tuple[str, str]]:
+    pairs = [tuple(item.split(":", 1)) for item in text.split(",") if item]
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected model:normalization,...")
+    return pairs
+
+
+def dataset_results(work: Path, config: Path, seeds: int,
+                    variants: list[tuple[str, str]]) -> dict[str, Any]:
     """Prepare one dataset's windows and features, train every variant, score them."""
     folder, bids = NightFolder(work), work / "bids"
     common = ["--config", str(config)]
@@ -77,7 +93,7 @@ def dataset_results(work: Path, config: Path, seeds: int) -> dict[str, Any]:
     y_true = val.rt.astype(np.float64)
     cfg = CompareConfig()
     rows = []
-    for model, normalization in VARIANTS:
+    for model, normalization in variants:
         runs = []
         for seed in range(seeds):
             out = folder.models / f"{model}-{normalization}-seed{seed}"
@@ -87,6 +103,10 @@ def dataset_results(work: Path, config: Path, seeds: int) -> dict[str, Any]:
                     str(folder.windows), "--split", str(folder.split), "--features",
                     str(folder.features), "--out", str(out), "--set", f"train.seed={seed}",
                     "--set", f"train.normalization='{normalization}'"])
+            not_run = json.loads((out / "model.json").read_text()).get("not_run")
+            if not_run:
+                runs.append({"seed": seed, "not_run": not_run})
+                continue
             trained, meta = load_trained_model(out)
             pred = predict(trained, val.eeg)
             boot = subject_bootstrap(y_true, {"m": pred}, val.subject, cfg.bootstrap_resamples,
@@ -101,10 +121,11 @@ def dataset_results(work: Path, config: Path, seeds: int) -> dict[str, Any]:
             "floor": nrmse(y_true, truth) if truth is not None else None}
 
 
-def render(results: dict[str, Any], seeds: int, command: str) -> str:
+def render(results: dict[str, Any], seeds: int, command: str, section: str) -> str:
     m = machine()
     lines = [
-        "## Models: which holds up on new subjects\n",
+        "## Models: which holds up on new subjects"
+        + ("" if section == "models" else f" ({section})") + "\n",
         f"- command: `{command}` (`make bench-models`), {time.strftime('%Y-%m-%d')}",
         f"- machine: {m['cpu']}; GPU: {m['gpu']}; torch {m['torch']}",
         f"- {seeds} seeds per variant; NRMSE on the validation subjects (mean over seeds, "
@@ -120,6 +141,10 @@ def render(results: dict[str, Any], seeds: int, command: str) -> str:
                   "| model | normalization | NRMSE (seeds) | 90 % interval | epochs | training |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for row in r["rows"]:
+            if any("not_run" in run for run in row["runs"]):
+                lines.append(f"| {row['model']} | {row['normalization']} | not run: "
+                             f"{row['runs'][0]['not_run']} | | | |")
+                continue
             scores = [run["nrmse"] for run in row["runs"]]
             low = np.mean([run["interval"][0] for run in row["runs"]])
             high = np.mean([run["interval"][1] for run in row["runs"]])

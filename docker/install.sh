@@ -17,6 +17,13 @@ fi
 torch_before=$(python -c 'import torch; print(torch.__version__)')
 python -m pip install -r requirements-runtime.txt
 python -m pip install --no-deps .
+# EEGNeX (optional, requirements-eegnex.txt): braindecode beside the image's own torch and
+# torchaudio; without a torchaudio, the night shows the eegnex row as not run.
+if python -c 'import torchaudio' 2>/dev/null; then
+    python -m pip install "$(grep '^braindecode==' requirements-eegnex.txt)"
+else
+    echo "this image has no torchaudio: braindecode's EEGNeX will show as not run" >&2
+fi
 torch_after=$(python -c 'import torch; print(torch.__version__)')
 if [ "$torch_before" != "$torch_after" ]; then
     echo "torch changed from $torch_before to $torch_after: the base image's build was replaced" >&2

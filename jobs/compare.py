@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     result = compare_and_promote(args.models, args.windows, args.split, args.submission,
                                  args.out, config.compare, args.truth)
     for row in result["rows"]:
-        score = "failed" if row["nrmse"] is None else f"{row['nrmse']:.4f}"
+        score = ("not run" if row.get("not_run") else "failed" if row["nrmse"] is None
+                 else f"{row['nrmse']:.4f}")
         log.info("%-16s NRMSE %s", row["name"], score)
     log.info("%s", result["decision"]["reason"])
     return 0

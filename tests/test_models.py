@@ -3,18 +3,28 @@ import torch
 
 from overnight.config import TrainConfig
 from overnight.features.spec import FEATURE_NAMES, window_features
-from overnight.models import MODELS, NORMALIZATIONS, ConstantPredictor, build_model
+from overnight.models import (
+    MODELS,
+    NORMALIZATIONS,
+    ConstantPredictor,
+    EEGNeXPeer,
+    ModelUnavailable,
+    build_model,
+)
+from tests.helpers import model_names
 
 # Every registered model must have a case here: a new model without one fails the suite.
-MODEL_CASES = {name: {"n_filters": 8} for name in ("baseline", "hybrid", "press",
-                                                    "press-hybrid")}
+# EEGNeX keeps braindecode's own widths.
+MODEL_CASES = {**{name: {"n_filters": 8} for name in ("baseline", "hybrid", "press",
+                                                      "press-hybrid")},
+               "eegnex": {}}
 
 
 def test_every_registered_model_has_a_case():
     assert set(MODEL_CASES) == set(MODELS)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", model_names())
 def test_forward_shape_and_eval_determinism(name):
     torch.manual_seed(0)
     model = build_model(name, **MODEL_CASES[name]).eval()
@@ -54,7 +64,7 @@ def test_unknown_model_lists_the_choices():
 
 def _fitted(name: str, normalization: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model(name, n_filters=8, normalization=normalization).eval()
+    model = build_model(name, **MODEL_CASES[name], normalization=normalization).eval()
     model.set_standardization({"target_mean": torch.tensor(1.5), "target_std": torch.tensor(0.4),
                                "rt_min": torch.tensor(0.4), "rt_max": torch.tensor(2.8),
                                "input_std": torch.full((129, 1), 1e-5)})
@@ -62,7 +72,7 @@ def _fitted(name: str, normalization: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", model_names())
 def test_any_input_gives_a_finite_rt_in_the_training_range(name, normalization):
     model = _fitted(name, normalization)
     x = torch.randn(4, 129, 200) * 1e-5
@@ -123,3 +133,14 @@ def test_press_hybrid_starts_as_the_press_locator():
     with torch.inference_mode():
         located = (hybrid.press_time_s(x) - hybrid.target_mean) / hybrid.target_std
         torch.testing.assert_close(hybrid.standardized_output(x), located)
+
+
+def test_a_model_whose_library_cannot_import_says_why(monkeypatch):
+    def missing() -> type[torch.nn.Module]:
+        raise ModelUnavailable("braindecode's EEGNeX cannot be imported (OSError: no torchaudio)")
+
+    monkeypatch.setattr(EEGNeXPeer, "network_class", staticmethod(missing))
+    assert "no torchaudio" in EEGNeXPeer.unavailable()
+    assert MODELS["baseline"].unavailable() is None
+    with pytest.raises(ModelUnavailable, match="torchaudio"):
+        build_model("eegnex")

@@ -1,8 +1,10 @@
 """Response-time models: a compact CNN on raw windows, the press locator (RT as where the
-button press lies in the window), and each of them fused with the neuroscience features.
+button press lies in the window), each of them fused with the neuroscience features, and
+braindecode's EEGNeX as a peer.
 
 This module is embedded verbatim into the generated ``submission.py`` (with the feature
-spec), so it imports only ``torch`` and the feature spec, and uses no
+spec), so it imports only ``torch`` and the feature spec (braindecode only when an EEGNeX is
+built), and uses no
 torch API newer than 2.2 (the scorer's version). Every model maps raw windows
 (B, 129, 200) in volts to response times (B, 1) in seconds: the input, feature and
 target standardisation fitted on the training split live in buffers, so the state
@@ -70,7 +72,8 @@ class RTModel(nn.Module):
     """
 
     uses_features = False
-    uses_window_timing = False  # takes sfreq_hz and window_start_s
+    # A library the model needs beyond torch (the submission's docstring names it).
+    extra_requirement: str | None = None
 
     def __init__(self, n_chans: int = 129, normalization: str = "train") -> None:
         super().__init__()
@@ -84,6 +87,11 @@ class RTModel(nn.Module):
         self.register_buffer("target_std", torch.ones(()))
         self.register_buffer("rt_min", torch.zeros(()))
         self.register_buffer("rt_max", torch.full((), 10.0))
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this model cannot be built here (an optional library is missing), or None."""
+        return None
 
     def set_standardization(self, stats: dict[str, torch.Tensor]) -> None:
         """Copy standardisation statistics (fitted on the training split) into the buffers."""
@@ -165,7 +173,6 @@ class _WithFeatures(RTModel):
     """A model with a ``FeatureBranch``: its standardisation buffers are the branch's."""
 
     uses_features = True
-    uses_window_timing = True
     branch: FeatureBranch
 
     @property
@@ -205,8 +212,6 @@ class PressLocator(RTModel):
     A press outside the window is reached only in the limit, which the clamp to the
     training RTs covers either way.
     """
-
-    uses_window_timing = True
 
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3, sfreq_hz: float = 100.0, window_start_s: float = 0.5,
@@ -255,6 +260,51 @@ class PressHybrid(_WithFeatures, PressLocator):
         return located + self.correction(self.branch(x, features))
 
 
+class ModelUnavailable(RuntimeError):
+    """A model whose library cannot be imported here: the night records it as not run."""
+
+
+class EEGNeXPeer(RTModel):
+    """braindecode's EEGNeX, the challenge's reference model, as a peer row: its own
+    architecture and defaults, inside the same safe input and output as every model.
+
+    braindecode is optional (requirements-eegnex.txt): it imports torchaudio, which is built
+    for one torch release only. The scorer's image has it.
+    """
+
+    extra_requirement = "braindecode"
+
+    def __init__(self, n_chans: int = 129, n_times: int = 200, sfreq_hz: float = 100.0,
+                 normalization: str = "train") -> None:
+        super().__init__(n_chans, normalization)
+        eegnex = self.network_class()
+        self.net = eegnex(n_chans=n_chans, n_outputs=1, n_times=n_times, sfreq=sfreq_hz)
+
+    @staticmethod
+    def network_class() -> type[nn.Module]:
+        """braindecode's EEGNeX; ``ModelUnavailable`` says why it cannot be imported."""
+        try:
+            from braindecode.models import EEGNeX
+        except Exception as exc:  # torchaudio's own import errors are OSErrors, not only
+            raise ModelUnavailable(  # ImportErrors
+                f"braindecode's EEGNeX cannot be imported ({type(exc).__name__}: {exc}); "
+                "install requirements-eegnex.txt (make setup-eegnex) or use a container "
+                "image") from exc
+        return EEGNeX
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            cls.network_class()
+        except ModelUnavailable as exc:
+            return str(exc)
+        return None
+
+    def standardized_output(self, x: torch.Tensor,
+                            features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self._scale_input(x))
+
+
 class Ensemble(nn.Module):
     """The mean of several models of one kind (seeds of one training): one module, one
     weights file. Each member guards its own inputs and outputs, so the mean is safe too."""
@@ -281,7 +331,8 @@ class ConstantPredictor(nn.Module):
 
 
 MODELS: dict[str, type[RTModel]] = {"baseline": BaselineCNN, "hybrid": HybridCNN,
-                                     "press": PressLocator, "press-hybrid": PressHybrid}
+                                     "press": PressLocator, "press-hybrid": PressHybrid,
+                                     "eegnex": EEGNeXPeer}
 
 
 def build_model(name: str, ensemble: int = 1, **model_args: float | str) -> nn.Module:

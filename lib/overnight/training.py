@@ -9,6 +9,7 @@ so its presence means the training finished), ``history.jsonl`` (one line per ep
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -50,6 +51,9 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     if uses_features and features_path is None:
         raise ValueError(f"model {model_name!r} needs the feature cache: pass features_path")
     out_dir.mkdir(parents=True, exist_ok=True)
+    reason = MODELS[model_name].unavailable()
+    if reason is not None:
+        return _record_not_run(model_name, out_dir, reason)
     if cfg.ensemble > 1:
         return _train_ensemble(model_name, windows_path, split_path, out_dir, cfg,
                                features_path)
@@ -133,6 +137,16 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     atomic.write_json(out_dir / "model.json", meta)
     log.info("%s: best val NRMSE %.4f at epoch %d of %d, %.1f s", model_name,
              state["best_nrmse"], state["best_epoch"], state["epoch"], state["train_seconds"])
+    return meta
+
+
+def _record_not_run(model_name: str, out_dir: Path, reason: str) -> dict[str, Any]:
+    """A model that cannot be built here: its model.json says why, so the comparison and
+    the report show the row as not run and the night goes on."""
+    log.warning("%s: not run: %s", model_name, reason)
+    meta = {"model": model_name, "not_run": reason, "code_version": code_version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic.write_json(out_dir / "model.json", meta)
     return meta
 
 
@@ -416,13 +430,14 @@ def _window_spec(windows_path: Path) -> dict[str, Any]:
 
 def _model_args(model_name: str, cfg: TrainConfig, window_spec: dict[str, Any]
                 ) -> dict[str, Any]:
-    args: dict[str, Any] = {"n_chans": window_spec.pop("n_chans"),
-                            "n_times": window_spec.pop("n_times"),
-                            "n_filters": cfg.n_filters, "dropout": cfg.dropout,
-                            "normalization": cfg.normalization}
-    if MODELS[model_name].uses_window_timing:
-        args.update(window_spec)
-    return args
+    """What the window cache and the config offer, as far as the model's constructor takes it
+    (EEGNeX keeps braindecode's own filters and dropout)."""
+    offered = {"n_chans": window_spec["n_chans"], "n_times": window_spec["n_times"],
+               "n_filters": cfg.n_filters, "dropout": cfg.dropout,
+               "normalization": cfg.normalization, "sfreq_hz": window_spec["sfreq_hz"],
+               "window_start_s": window_spec["window_start_s"]}
+    accepted = inspect.signature(MODELS[model_name]).parameters
+    return {name: value for name, value in offered.items() if name in accepted}
 
 
 def _save_state_dict(model: RTModel, path: Path) -> None:

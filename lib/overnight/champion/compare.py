@@ -83,7 +83,8 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     rows += [_reference_row(name, y_true, pred) for name, pred in references.items()]
 
     paired_wins = _add_intervals(rows, y_true, {**predictions, **references}, val.subject, cfg)
-    scores = {r["name"]: r["nrmse"] for r in rows if r["kind"] == "model"}
+    scores = {r["name"]: r["nrmse"] for r in rows
+              if r["kind"] == "model" and not r.get("not_run")}
     decision = decide(scores, champion_nrmse, cfg, champion_problem, paired_wins)
     log.info("decision: %s", decision.reason)
     if decision.promoted:
@@ -148,6 +149,10 @@ def rollback(baseline_dir: Path, windows_path: Path, split_path: Path,
 def _score_model(model_dir: Path, eeg: np.ndarray,
                  y_true: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
     meta = json.loads((model_dir / "model.json").read_text())
+    if meta.get("not_run"):
+        return {"name": model_dir.name, "kind": "model", "model": meta["model"],
+                "not_run": meta["not_run"], "nrmse": None, "rmse_s": None,
+                "delta_vs_champion": None}, None
     row = {"name": model_dir.name, "kind": "model", "model": meta["model"],
            "epochs": meta["epochs_run"], "best_epoch": meta["best_epoch"],
            "n_params": meta["n_params"], "train_seconds": meta["train_seconds"],

@@ -1,10 +1,10 @@
 """The challenge submission: ``submission.py`` rendered from its template with the model
 code embedded, its weights, the flat zip, and the checks that it runs as the scorer runs it.
 
-``submission.py`` is self-contained (it needs only torch): ``templates/submission.py.j2``
-is rendered with the source of ``EMBEDDED_MODULES`` (project imports stripped) and the
-model's arguments. Weights files have content-addressed names (``weights_<model>_<sha12>.pt``,
-a byte copy of the trained ``model.pt``).
+``submission.py`` is self-contained (it needs only torch, and braindecode for EEGNeX):
+``templates/submission.py.j2`` is rendered with the source of ``EMBEDDED_MODULES`` (project
+imports stripped) and the model's arguments. Weights files have content-addressed names
+(``weights_<model>_<sha12>.pt``, a byte copy of the trained ``model.pt``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from overnight import atomic
 from overnight.evaluation import predict
 from overnight.hbn.channels import index_of
 from overnight.hbn.events import PLAUSIBLE_RT_S
+from overnight.models import MODELS
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def submission_source(meta: dict[str, Any], weights_name: str) -> str:
         created=meta["created"], code_version=meta["code_version"], modules=modules,
         model_args=meta["model_args"], weights=weights_name,
         challenge_2_constant=CHALLENGE_2_CONSTANT,
+        extra_requirement=MODELS[meta["model"]].extra_requirement,
         sfreq_hz=float(meta["model_args"].get("sfreq_hz", 100.0)))
 
 

@@ -266,7 +266,8 @@ def _table_rows(comparison: dict | None, runs: dict[str, dict[str, Any]]) -> lis
     """Rows of the model table: the comparison, or each model.json when it is missing."""
     if comparison is not None:
         return [_model_row(raw) for raw in comparison["rows"]]
-    return [_model_row({"name": name, "kind": "model", "nrmse": meta.get("best_val_nrmse"),
+    return [_model_row({"name": name, "kind": "model", "not_run": meta.get("not_run"),
+                        "nrmse": meta.get("best_val_nrmse"),
                         "epochs": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
                         "n_params": meta.get("n_params"),
                         "train_seconds": meta.get("train_seconds")})
@@ -277,7 +278,8 @@ def _model_row(raw: dict[str, Any]) -> dict[str, Any]:
     """One comparison row with numbers as float or None (null or NaN = failed); ``error``
     says why a model or the champion could not be scored."""
     row = {"name": str(raw.get("name", "?")), "kind": str(raw.get("kind", "model")),
-           "model": raw.get("model"), "since": raw.get("since"), "error": raw.get("error")}
+           "model": raw.get("model"), "since": raw.get("since"), "error": raw.get("error"),
+           "not_run": None if raw.get("not_run") is None else str(raw["not_run"])}
     for key in ("nrmse", "rmse_s", "delta_vs_champion", "epochs", "best_epoch", "n_params",
                 "train_seconds", "paired_wins"):
         row[key] = _number(raw.get(key))
@@ -334,11 +336,15 @@ def _bootstrap(raw: Any) -> dict[str, float] | None:
 
 def _curves_section(runs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
                     colors: dict[str, str]) -> dict[str, Any]:
-    """Learning curves of every model folder; compared models without one are listed."""
+    """Learning curves of every model folder; compared models without one are listed (the
+    models that did not run are in the table, with the reason)."""
     histories = {name: run["history"] for name, run in runs.items() if run["history"]}
+    not_run = {r["name"] for r in rows if r.get("not_run") is not None}
     expected = [r["name"] for r in rows if r["kind"] == "model"] + sorted(runs)
-    missing = [name for name in dict.fromkeys(expected) if name not in histories]
-    details = [_run_details(name, run["meta"]) for name, run in runs.items() if run["meta"]]
+    missing = [name for name in dict.fromkeys(expected)
+               if name not in histories and name not in not_run]
+    details = [_run_details(name, run["meta"]) for name, run in runs.items()
+               if run["meta"] and name not in not_run]
     if not histories:
         return {"note": "no training history (models/<name>/history.jsonl) found",
                 "missing": missing, "details": details}
