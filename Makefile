@@ -82,11 +82,13 @@ PRESS := $(MODELS)/press/model.json
 PRESS_HYBRID := $(MODELS)/press-hybrid/model.json
 EEGNEX := $(MODELS)/eegnex/model.json
 COMPARISON := $(WORK)/comparison.json
-STAGE = $(HOST_PY) jobs/run_stage.py --work $(WORK)
 CFG = --config $(CONFIG)
+# The night driver sets NIGHT_DEADLINE (epoch seconds): no stage runs past the night's limit.
+STAGE = $(HOST_PY) jobs/run_stage.py $(CFG) $(if $(NIGHT_DEADLINE),--deadline $(NIGHT_DEADLINE)) \
+        --work $(WORK)
 DRY_RUN := $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 # The night driver: it holds the lock and makes each stage's target in turn.
-NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) \
+NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(CFG) \
         --reports $(REPORTS) --data $(DATA) --submission $(SUBMISSION) \
         --preflight-subjects $(PREFLIGHT_SUBJECTS) \
         --preflight-max-subjects $(PREFLIGHT_MAX_SUBJECTS) --make "$(MAKE) --no-print-directory" \

@@ -10,6 +10,7 @@ import os
 import shlex
 from pathlib import Path
 
+from overnight.config import load_config
 from overnight.night.container import GPU_KINDS
 from overnight.night.driver import Night, dry_run, exit_code_table, run_night, run_preflight
 
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner", required=True, choices=("local", "docker"))
     parser.add_argument("--gpu", required=True, choices=GPU_KINDS)
     parser.add_argument("--image", required=True, help="the image the jobs run in (docker)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config file: its [night] section holds the time limits")
     parser.add_argument("--fresh", action="store_true", help="start the night over")
     parser.add_argument("--preflight-only", action="store_true",
                         help="run only the preflight (make preflight)")
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                   preflight_max_subjects=args.preflight_max_subjects,
                   make=tuple(shlex.split(args.make)), runner=args.runner, gpu=args.gpu,
                   image=args.image, fresh=args.fresh,
-                  notify_cmd=os.environ.get("NOTIFY_CMD") or None)
+                  notify_cmd=os.environ.get("NOTIFY_CMD") or None,
+                  limits=load_config(args.config).night)
     if args.dry_run:
         return dry_run(night, args.preflight_only)
     return run_preflight(night) if args.preflight_only else run_night(night)

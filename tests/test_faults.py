@@ -4,6 +4,7 @@ starts. After each, the champion is byte-identical unless the gate promoted."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -188,3 +189,35 @@ def test_killed_twice_the_night_resumes_and_completes(setup, tmp_path):
     else:
         assert after == before
     assert re.search(r"night 2026-01-02 in \S+: attempt 3", (night / "night.log").read_text())
+
+
+def test_a_hanging_stage_is_stopped_and_the_night_goes_on(setup, tmp_path):
+    pid_file = tmp_path / "hang.pid"
+    # 24 s: the preflight's own features stage (a Numba compile at worst) fits in it
+    (tmp_path / "night.toml").write_text(
+        CONFIG + "[night]\nfeatures_limit_min = 0.4\nkill_grace_s = 1.0\n")
+    env = {**setup, "JOB": f"{sys.executable} tests/fault_shim.py",
+           "OVERNIGHT_FAULT": "features-hang", "OVERNIGHT_HANG_PID_FILE": str(pid_file)}
+    before = _files(tmp_path / "submission")
+    proc = _driver(env, timeout_s=400)
+
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    night = tmp_path / "runs" / DATE
+    status = json.loads((night / "status" / "features.json").read_text())
+    assert status["status"] == "timed out" and status["exit_code"] == 124
+    assert "[night] features_limit_min = 0.4" in status["error"]
+    hung = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):  # deaf to SIGTERM, so SIGKILL took it
+        os.kill(hung, 0)
+    # the models without features trained and were compared; the hybrids could not start
+    for model in ("baseline", "press"):
+        assert (night / "models" / model / "model.json").exists()
+    assert not (night / "models" / "hybrid").exists()
+    assert json.loads((night / "comparison.json").read_text())["rows"]
+    banner = _banner((tmp_path / "reports" / f"{DATE}.html").read_text())
+    assert "features</strong> timed out" in banner and "features_limit_min" in banner
+    # the lock is free: the next night can start
+    with open(tmp_path / "runs" / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if not json.loads((night / "comparison.json").read_text())["decision"]["promoted"]:
+        assert _files(tmp_path / "submission") == before

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from overnight.layout import TRAIN_PREFIX
 from overnight.units import to_samples
 
 if sys.version_info >= (3, 11):
@@ -222,7 +223,42 @@ class CompareConfig(_Section):
     min_paired_wins: float = setting(0.9, at_least=0.5, at_most=1.0)
 
 
-SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, CompareConfig)
+@dataclass(frozen=True)
+class NightConfig(_Section):
+    """Time limits: a stage that hangs is stopped and the night goes on without it, and the
+    report comes before the morning whatever happens. Each limit is far above what the stage
+    takes at real size (docs/BENCHMARKS.md), so only a hang or a machine gone wrong meets it,
+    yet short enough to leave the rest of the night to the other stages."""
+
+    name: ClassVar[str] = "night"
+    # Cron starts at 21:30: nine hours end the night by 06:30, report included.
+    night_limit_h: float = setting(9.0, above=0.0)
+    # One epoch per model on a 3-subject slice: a minute or two, even on a CPU.
+    preflight_limit_min: float = setting(30.0, above=0.0)
+    # Every release at 500 Hz (about 3,000 recordings) takes minutes on 8 workers; two
+    # hours also cover a slow network mount.
+    windows_limit_min: float = setting(120.0, above=0.0)
+    # 41,071 windows take seconds with Numba (the old pass took 99 minutes).
+    features_limit_min: float = setting(60.0, above=0.0)
+    # Per model: the night's settings take minutes on a GPU and under an hour on 16 cores.
+    train_limit_min: float = setting(120.0, above=0.0)
+    # Scoring, the bootstrap and the fresh-process check: a minute.
+    compare_limit_min: float = setting(30.0, above=0.0)
+    # Reads what the night wrote and renders one page: seconds.
+    report_limit_min: float = setting(10.0, above=0.0)
+    # Any other stage (synth, device, rollback, verify).
+    other_limit_min: float = setting(60.0, above=0.0)
+    # After SIGTERM, a stopped stage's processes get this long to end before SIGKILL.
+    kill_grace_s: float = setting(30.0, at_least=0.0)
+
+    def limit_setting(self, stage: str) -> str:
+        """The name of the setting that limits ``stage`` (``train-*`` share one)."""
+        kind = "train" if stage.startswith(TRAIN_PREFIX) else stage
+        name = f"{kind}_limit_min"
+        return name if name in {f.name for f in dataclasses.fields(self)} else "other_limit_min"
+
+
+SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, CompareConfig, NightConfig)
 
 
 @dataclass(frozen=True)
@@ -234,6 +270,7 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    night: NightConfig = field(default_factory=NightConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The resolved config, to store beside an output."""

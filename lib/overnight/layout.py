@@ -34,6 +34,7 @@ MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "train-press", "tr
 # The jobs the preflight runs on its slice, in this order.
 PREFLIGHT_STAGES: tuple[str, ...] = ("device", *MODEL_STAGES, "compare", "report")
 TRAIN_PREFIX = "train-"
+REPORT_STAGE = "report"  # always runs, also after a failure or past the night's limit
 
 WINDOWS_FILE = "windows.h5"
 SPLIT_FILE = "split.json"

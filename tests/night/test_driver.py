@@ -5,7 +5,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,9 +111,16 @@ def test_a_good_night_runs_every_step_in_order(fake):
     make_night, calls = fake
     night = make_night()
 
+    started = time.time()
     assert run_night(night) == EXIT_OK
+    # every sub-make gets the attempt's deadline: no stage runs past the night's 9 hours
+    deadline = started + 9 * 3600
     suffix = "WORK=" + str(night.work_dir) + " DATE=2026-01-02"
-    preflight, *rest = calls()
+    made = calls()
+    for call in made:
+        found = re.search(r" NIGHT_DEADLINE=(\d+)", call)
+        assert found and abs(int(found[1]) - deadline) < 60
+    preflight, *rest = [re.sub(r" NIGHT_DEADLINE=\d+", "", call) for call in made]
     assert preflight.startswith(" ".join(PREFLIGHT_STAGES) + f" WORK={night.work_dir}/preflight")
     assert f"DATA={night.work_dir}/preflight/bids/1-data " in preflight
     assert "WINDOWS_SET=--enough-subjects 2 --set 'windows.val_releases=[]'" in preflight

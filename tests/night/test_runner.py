@@ -7,13 +7,22 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from overnight.config import NightConfig
 from overnight.layout import NightFolder
 from overnight.night.records import read_record
-from overnight.night.runner import run_stage, stamped
+from overnight.night.runner import (
+    TIMED_OUT_EXIT,
+    TimeLimit,
+    run_stage,
+    stage_time_limit,
+    stamped,
+)
+from overnight.night.status import process_alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,3 +123,61 @@ def test_job_returns_the_exit_code(tmp_path):
     code = job.main(["--work", str(tmp_path), "synth", "--", sys.executable, "-c",
                      "raise SystemExit(4)"])
     assert code == 4 and _status(tmp_path, "synth")["exit_code"] == 4
+
+
+# --- Time limits -----------------------------------------------------------------------
+
+def test_a_stage_past_its_limit_is_stopped_with_its_children(tmp_path):
+    # the job ignores SIGTERM and leaves a child that holds the output pipe
+    script = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, "
+              "signal.SIG_IGN); child = subprocess.Popen([sys.executable, '-c', "
+              "'import time; time.sleep(600)']); open(sys.argv[1], 'w').write(str(child.pid));"
+              "print('working', flush=True); time.sleep(600)")
+    pid_file = tmp_path / "child.pid"
+    limit = TimeLimit(1.0, grace_s=0.5, why="[night] features_limit_min = 0.0167")
+    code = run_stage("features", [sys.executable, "-c", script, str(pid_file)],
+                     NightFolder(tmp_path), limit=limit)
+
+    assert code == TIMED_OUT_EXIT
+    status = _status(tmp_path, "features")
+    assert status["status"] == "timed out" and status["seconds"] < 30
+    assert status["error"].startswith("timed out: stopped after 2 s") or \
+        status["error"].startswith("timed out: stopped after 1 s")
+    assert status["error"].endswith("([night] features_limit_min = 0.0167)")
+    assert _ends(int(pid_file.read_text()))
+    assert "stage features TIMED OUT" in (tmp_path / "logs" / "features.log").read_text()
+
+
+def _ends(pid: int, within_s: float = 5.0) -> bool:
+    """Whether ``pid`` stops running within a few seconds (SIGKILL is delivered async)."""
+    deadline = time.monotonic() + within_s
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_stage_in_time_is_not_touched(tmp_path):
+    code = run_stage("windows", [sys.executable, "-c", "print('quick')"], NightFolder(tmp_path),
+                     limit=TimeLimit(60.0))
+    assert code == 0 and _status(tmp_path, "windows")["status"] == "ok"
+
+
+def test_no_time_left_means_the_stage_does_not_start(tmp_path):
+    marker = tmp_path / "ran"
+    code = run_stage("compare", [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+                     NightFolder(tmp_path), limit=TimeLimit(-5.0, why="the night's limit"))
+    assert code == TIMED_OUT_EXIT and not marker.exists()
+    assert _status(tmp_path, "compare")["status"] == "timed out"
+
+
+def test_stage_limits_come_from_the_config_and_the_night_deadline():
+    limits = NightConfig(train_limit_min=100.0, night_limit_h=9.0)
+    assert stage_time_limit("train-press-hybrid", limits, None).seconds == 6000.0
+    assert stage_time_limit("synth", limits, None).why == "[night] other_limit_min = 60"
+    soon = time.time() + 600.0
+    cut = stage_time_limit("train-baseline", limits, soon)
+    assert 590.0 < cut.seconds <= 600.0 and "night_limit_h" in cut.why
+    # the report always gets its own limit, so the morning has its page
+    assert stage_time_limit("report", limits, time.time() - 60).seconds == 600.0

@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from overnight import atomic
+from overnight.config import NightConfig
 from overnight.layout import MODEL_STAGES, PREFLIGHT_STAGES, NightFolder
 from overnight.night import container, records
 from overnight.night.preflight import make_slice, slice_roots
-from overnight.night.runner import BANNER, run_command, run_stage, stamped
+from overnight.night.runner import BANNER, run_command, run_stage, stage_time_limit, stamped
 
 EXIT_OK = 0
 EXIT_STAGE_FAILED = 1
@@ -83,6 +84,8 @@ class Night:
     image: str  # with runner "docker": the image the jobs run in
     fresh: bool = False  # start the night over
     notify_cmd: str | None = None  # run at the end with the outcome (sh -c)
+    limits: NightConfig = dataclasses.field(default_factory=NightConfig)  # time limits
+    deadline: float | None = None  # epoch seconds: set when an attempt starts
 
     @property
     def folder(self) -> NightFolder:
@@ -90,7 +93,9 @@ class Night:
 
     def make_command(self, *targets: str, dry_run: bool = False, **variables: str) -> list[str]:
         """The sub-make that builds ``targets`` in this night's folder."""
-        settings = {"WORK": str(self.work_dir), "DATE": self.date, **variables}
+        settings = {"WORK": str(self.work_dir), "DATE": self.date,
+                    **({"NIGHT_DEADLINE": f"{self.deadline:.0f}"} if self.deadline else {}),
+                    **variables}
         return [*self.make, *(["-n"] if dry_run else []), *targets,
                 *(f"{name}={value}" for name, value in settings.items())]
 
@@ -140,6 +145,8 @@ def run_preflight(night: Night) -> int:
             print(f"overnight: another night is running ({holder}); the preflight waits for "
                   "it (exit 75)", flush=True)
             return EXIT_LOCKED
+        night = dataclasses.replace(
+            night, deadline=time.time() + night.limits.night_limit_h * 3600)
         return 0 if _preflight(night, rerun=True) else EXIT_PREFLIGHT_FAILED
 
 
@@ -169,6 +176,8 @@ def dry_run(night: Night, preflight_only: bool = False) -> int:
 
 def _run_locked(night: Night) -> int:
     started = time.time()
+    # This attempt's deadline: a morning rerun gets the night's hours again.
+    night = dataclasses.replace(night, deadline=started + night.limits.night_limit_h * 3600)
     record = _start_attempt(night, started)
     _banner(f"night {night.date} in {night.work_dir}: attempt {len(record['attempts'])}"
             + (" (FRESH: started over)" if night.fresh else ""))
@@ -210,7 +219,8 @@ def _preflight(night: Night, rerun: bool = False) -> bool:
         return True
     _banner("preflight: every job on a slice of tonight's data (one epoch)")
     code = run_stage(PREFLIGHT, night.preflight_command(), night.folder,
-                     prepare=lambda say: _prepare_preflight(night, say))
+                     prepare=lambda say: _prepare_preflight(night, say),
+                     limit=stage_time_limit(PREFLIGHT, night.limits, night.deadline))
     return code == 0
 
 
@@ -246,7 +256,7 @@ def _step(night: Night, title: str, *targets: str) -> int:
             print(f"{target}: up to date, reused", flush=True)
     command = night.make_command(*targets)
     print(f"$ {shlex.join(command)}", flush=True)
-    code, _ = run_command(command, sys.stdout.write)
+    code = run_command(command, sys.stdout.write).exit_code
     sys.stdout.flush()
     return code
 

@@ -15,8 +15,9 @@ from typing import Any
 from overnight import atomic
 from overnight.layout import NightFolder, stage_rank
 
-RUNNING, OK, FAILED, INTERRUPTED, UNREADABLE = ("running", "ok", "failed", "interrupted",
-                                                "unreadable")
+RUNNING, OK, FAILED, TIMED_OUT, INTERRUPTED, UNREADABLE = (
+    "running", "ok", "failed", "timed out", "interrupted", "unreadable")
+FAILURES = (FAILED, TIMED_OUT)  # a stage stopped at its time limit failed too
 _LOCK_HOLDER = re.compile(r"pid (?P<pid>\d+), night \S+ in (?P<work>.+), started ")
 
 
@@ -71,8 +72,8 @@ def stage_records(folder: NightFolder) -> list[dict[str, Any]]:
 
 
 def failed_stages(folder: NightFolder) -> list[dict[str, Any]]:
-    """The records of the stages that failed."""
-    return [r for r in stage_records(folder) if r.get("status") == FAILED]
+    """The records of the stages that failed (timed out included)."""
+    return [r for r in stage_records(folder) if r.get("status") in FAILURES]
 
 
 def mark_interrupted(folder: NightFolder) -> list[str]:

@@ -6,23 +6,36 @@ output to our stdout and, each line stamped with the time, into the stage's log,
 its status record (``night.records``): start, end, seconds, exit code and, when it failed,
 the error line read from its output (the exception, not make's echo of it).
 
+A stage has a time limit: past it, the command's process group gets SIGTERM, then SIGKILL
+after a grace period, and the stage is "timed out". The command runs in a process group of
+its own for that, so the runner forwards the signals that would have reached it (Ctrl-C, a
+SIGTERM to the night).
+
 Standard library only: it runs on the host, also when the jobs run in containers.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from overnight.layout import NightFolder
-from overnight.night.records import FAILED, OK, RUNNING, timestamp, write_stage
+from overnight.config import NightConfig
+from overnight.layout import REPORT_STAGE, NightFolder
+from overnight.night.records import FAILED, OK, RUNNING, TIMED_OUT, timestamp, write_stage
 
 BANNER = "=" * 78
+TIMED_OUT_EXIT = 124  # a stage stopped at its time limit (as coreutils' timeout exits)
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _TAIL_LINES = 200  # lines of output kept to find the error of a failed stage
 # "ValueError: ...", "torch.OutOfMemoryError: ...", "numba.core.errors.TypingError: ..."
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|"
@@ -39,8 +52,40 @@ _DOCKER_HINTS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """How a command ended: its exit code (127: it could not start; ``TIMED_OUT_EXIT``:
+    stopped at its time limit), its last lines of output, and whether it was stopped."""
+
+    exit_code: int
+    tail: list[str]
+    timed_out: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeLimit:
+    """How long a command may run, and how long it gets to end after SIGTERM."""
+
+    seconds: float
+    grace_s: float = 30.0
+    why: str = ""  # which limit: shown in the stage's error
+
+
+def stage_time_limit(stage: str, limits: NightConfig, deadline: float | None) -> TimeLimit:
+    """The stage's own limit, cut to what is left of the night (``deadline``, epoch
+    seconds), except for the report: it always runs, so the morning has its page."""
+    setting = limits.limit_setting(stage)
+    minutes = getattr(limits, setting)
+    seconds, why = minutes * 60.0, f"[night] {setting} = {minutes:g}"
+    if deadline is not None and stage != REPORT_STAGE and deadline - time.time() < seconds:
+        seconds = deadline - time.time()
+        why = f"the night's limit, [night] night_limit_h = {limits.night_limit_h:g}"
+    return TimeLimit(seconds, limits.kill_grace_s, why)
+
+
 def run_stage(stage: str, command: list[str], folder: NightFolder,
-              prepare: Callable[[Callable[[str], None]], None] | None = None) -> int:
+              prepare: Callable[[Callable[[str], None]], None] | None = None,
+              limit: TimeLimit | None = None) -> int:
     """Run ``command`` as stage ``stage`` of the night in ``folder``; return its exit code.
 
     Parameters
@@ -55,11 +100,15 @@ def run_stage(stage: str, command: list[str], folder: NightFolder,
         Runs first, inside the stage: it gets a function that writes a line to the
         stage's output. An exception fails the stage (exit code 1, its message the error)
         and the command does not run.
+    limit : TimeLimit, optional
+        Past it the command is stopped and the stage is "timed out"; a limit of 0 or less
+        (the night's time is up) does not start the command at all.
 
     Returns
     -------
     int
-        The command's exit code; 127 when it cannot be started.
+        The command's exit code; 127 when it cannot be started, ``TIMED_OUT_EXIT`` when it
+        was stopped at its time limit.
 
     Raises
     ------
@@ -82,55 +131,131 @@ def run_stage(stage: str, command: list[str], folder: NightFolder,
     with open(log_path, "a", encoding="utf-8") as log:
         _banner(log, f"{timestamp(started)}  stage {stage} started",
                 f"command: {' '.join(command)}")
-        exit_code, tail = _prepare(prepare, log)
-        if exit_code == 0:
-            exit_code, tail = run_command(command, lambda line: _write(log, line))
+        finished = _prepare(prepare, log)
+        if finished.exit_code == 0:
+            finished = run_command(command, lambda line: _write(log, line), limit)
         ended = time.time()
-        error = None if exit_code == 0 else _error_line(tail, command, exit_code)
-        verdict = "ok" if exit_code == 0 else f"FAILED, exit code {exit_code}"
+        exit_code = finished.exit_code
+        if finished.timed_out:
+            error = _timed_out_error(limit, ended - started)
+            verdict = "TIMED OUT"
+        else:
+            error = None if exit_code == 0 else _error_line(finished.tail, command, exit_code)
+            verdict = "ok" if exit_code == 0 else f"FAILED, exit code {exit_code}"
         _banner(log, f"{timestamp(ended)}  stage {stage} {verdict} after {ended - started:.1f} s",
                 *([f"error: {error}"] if error else []))
-    status.update(status=OK if exit_code == 0 else FAILED, end=timestamp(ended),
+    outcome = TIMED_OUT if finished.timed_out else OK if exit_code == 0 else FAILED
+    status.update(status=outcome, end=timestamp(ended),
                   seconds=round(ended - started, 2), exit_code=exit_code, error=error)
     write_stage(folder, status)
     return exit_code
 
 
 def _prepare(prepare: Callable[[Callable[[str], None]], None] | None,
-             log: TextIO) -> tuple[int, list[str]]:
+             log: TextIO) -> Finished:
     if prepare is None:
-        return 0, []
+        return Finished(0, [])
     try:
         prepare(lambda text: _write(log, text.rstrip("\n") + "\n"))
     except Exception as exc:  # any failure to prepare fails the stage, with its reason
         message = f"{type(exc).__name__}: {exc}"
         _write(log, message + "\n")
-        return 1, [message]
-    return 0, []
+        return Finished(1, [message])
+    return Finished(0, [])
 
 
-def run_command(command: list[str], sink: Callable[[str], Any]) -> tuple[int, list[str]]:
+def run_command(command: list[str], sink: Callable[[str], Any],
+                limit: TimeLimit | None = None) -> Finished:
     """Run ``command`` and hand each line of its output (stdout and stderr) to ``sink``.
 
-    Returns the exit code (127 when it cannot be started) and the last lines of output. A
-    carriage return (a progress bar redrawing) ends a line too, so every update of a bar is
-    a line of its own.
+    A carriage return (a progress bar redrawing) ends a line too, so every update of a bar
+    is a line of its own. With ``limit``, the command runs in a process group of its own,
+    which is stopped (SIGTERM, then SIGKILL) when the limit passes.
     """
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+    if limit is not None and limit.seconds <= 0:
+        message = f"not started: no time left ({limit.why})"
+        sink(message + "\n")
+        return Finished(TIMED_OUT_EXIT, [message], timed_out=True)
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1, errors="replace")
+                                text=True, bufsize=1, errors="replace",
+                                start_new_session=limit is not None)
     except OSError as exc:
         message = f"cannot start {command[0]!r}: {exc}"
         if command[0] == "docker":
             message += " (install Docker, or run with RUNNER=local)"
         sink(message + "\n")
-        return 127, [message]
+        return Finished(127, [message])
     assert proc.stdout is not None  # guaranteed by stdout=PIPE
-    for line in proc.stdout:
-        sink(line)
-        tail.append(line.rstrip("\n"))
-    return proc.wait(), list(tail)
+    stopped = threading.Event()
+    with _watchdog(proc, limit, stopped), _forwarding_signals(proc, limit is not None):
+        for line in proc.stdout:
+            sink(line)
+            tail.append(line.rstrip("\n"))
+        exit_code = proc.wait()
+    if stopped.is_set():
+        return Finished(TIMED_OUT_EXIT, list(tail), timed_out=True)
+    return Finished(exit_code, list(tail))
+
+
+@contextlib.contextmanager
+def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
+              stopped: threading.Event) -> Iterator[None]:
+    """Stop ``proc``'s process group when ``limit`` passes: SIGTERM, then SIGKILL after the
+    grace period (also to what is left of the group once the leader has gone, since a
+    child may still hold the output pipe)."""
+    if limit is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(limit.seconds):
+            return
+        stopped.set()
+        _signal_group(proc.pid, signal.SIGTERM)
+        done.wait(limit.grace_s)
+        _signal_group(proc.pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="stage-time-limit", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        # The output has ended: in time, the watch ends without a signal; after SIGTERM,
+        # what is left of the group gets SIGKILL now rather than after the grace period.
+        done.set()
+        thread.join()
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+@contextlib.contextmanager
+def _forwarding_signals(proc: subprocess.Popen[str], own_group: bool) -> Iterator[None]:
+    """A command in its own process group no longer gets the terminal's Ctrl-C or a signal
+    sent to the night's group: pass them on while it runs (main thread only)."""
+    if not own_group or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, _frame: Any) -> None:
+        _signal_group(proc.pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _timed_out_error(limit: TimeLimit | None, seconds: float) -> str:
+    why = f" ({limit.why})" if limit and limit.why else ""
+    return f"timed out: stopped after {duration_text(seconds)}{why}"
 
 
 def _write(log: TextIO, line: str) -> None:

@@ -214,12 +214,13 @@ def night_alive(lock_path: Path, work_dir: Path) -> bool:
     except OSError:
         return False
     found = records.read_lock_holder(holder)
-    if found is None or not _process_alive(found[0]):
+    if found is None or not process_alive(found[0]):
         return False
     return found[1].resolve() == work_dir.resolve()
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

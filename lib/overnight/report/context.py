@@ -26,7 +26,7 @@ import numpy as np
 from overnight.atomic import read_json_lines
 from overnight.champion.gate import HELD_BACK_BY_BOOTSTRAP, HELD_BACK_BY_MARGIN
 from overnight.checks import as_path
-from overnight.layout import COMPARISON_FILE, TRAIN_PREFIX, NightFolder
+from overnight.layout import COMPARISON_FILE, REPORT_STAGE, TRAIN_PREFIX, NightFolder
 from overnight.night import records
 from overnight.report import plots
 
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "history", "curves", "scatter",
                 "subjects", "timeline", "data", "environment")
-REPORT_STAGE = "report"  # the stage that renders this page: running while it does
 
 _MAX_SUBJECT_ROWS = 15  # worst subjects listed in the table; the plot shows all
 _ENV_ORDER = ("device", "code_version", "host", "python", "torch", "numpy", "numba", "h5py")
@@ -84,7 +83,7 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
     comparison, comparison_note = _load_comparison(folder.comparison)
     runs = _load_runs(folder.models)
     stages = _load_stages(folder)
-    preflight = [s for s in _load_stages(folder.preflight) if s["status"] == records.FAILED]
+    preflight = [s for s in _load_stages(folder.preflight) if s["status"] in records.FAILURES]
     rows = _table_rows(comparison, runs)
     colors = plots.palette([r["name"] for r in rows if r["kind"] != "reference"] + sorted(runs))
     validation = comparison.get("validation") if comparison else None
@@ -205,7 +204,7 @@ def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dic
     # the report stage renders this page as "rendering"; a stage still running was killed
     problems += [f"stage {s['stage']} is still marked running (killed, or still going?)"
                  for s in stages if s["status"] == records.RUNNING]
-    failed = [s for s in stages if s["status"] == records.FAILED]
+    failed = [s for s in stages if s["status"] in records.FAILURES]
     decision = comparison.get("decision") if comparison else None
     headline, reason, promoted = _decision_text(decision)
     models = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]

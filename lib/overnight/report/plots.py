@@ -23,7 +23,8 @@ _PLOT_DPI = 150
 _MAX_TICK_LABELS = 40  # more subjects than this: bars without names
 _MAX_LABEL_CHARS = 24  # untrusted names are cut to this in plots
 _MAX_TICK_CHARS = 16  # and subject ids under the bars to this
-STATUS_COLORS = {"ok": "#1e8e3e", "failed": "#d93025", "running": "#f29900"}
+STATUS_COLORS = {"ok": "#1e8e3e", "failed": "#d93025", "timed out": "#d93025",
+                 "running": "#f29900"}
 OTHER_COLOR = "#80868b"
 
 
