@@ -82,6 +82,8 @@ PRESS := $(MODELS)/press/model.json
 PRESS_HYBRID := $(MODELS)/press-hybrid/model.json
 EEGNEX := $(MODELS)/eegnex/model.json
 COMPARISON := $(WORK)/comparison.json
+# The model make rollback installs: the night's baseline, or a recorded champion's folder.
+ROLLBACK_MODEL ?= $(MODELS)/baseline
 CFG = --config $(CONFIG)
 # The night driver sets NIGHT_DEADLINE (epoch seconds): no stage runs past the night's limit.
 STAGE = $(HOST_PY) jobs/run_stage.py $(CFG) $(if $(NIGHT_DEADLINE),--deadline $(NIGHT_DEADLINE)) \
@@ -96,7 +98,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
 
 .PHONY: help setup demo synth overnight night-command ready preflight device windows features \
         train-baseline train-hybrid train-press train-press-hybrid train-eegnex models compare \
-        report rollback image status logs install-cron test test-all test-eegnex lint clean \
+        report rollback verify image status logs install-cron test test-all test-eegnex lint clean \
         distclean bench bench-windows bench-models bench-data setup-eegnex
 
 help: ## list the targets
@@ -168,9 +170,13 @@ report: | $(READY) ## stage 9: render reports/<date>.html and latest.html from w
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
 	    --reports $(REPORTS) --date $(DATE) --submission $(SUBMISSION)
 
-rollback: | $(READY) ## make the baseline of WORK champion again and regenerate the submission
-	$(STAGE) rollback -- $(JOB) jobs/rollback.py $(CFG) --baseline $(MODELS)/baseline \
+rollback: | $(READY) ## make the baseline of WORK (or ROLLBACK_MODEL) champion again and regenerate the submission
+	$(STAGE) rollback -- $(JOB) jobs/rollback.py $(CFG) --model $(ROLLBACK_MODEL) \
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION)
+
+verify: | $(READY) ## check the submission: its files against champion.json, then the promotion check
+	$(STAGE) verify -- $(JOB) jobs/verify.py $(CFG) --submission $(SUBMISSION) \
+	    $(if $(wildcard $(WINDOWS)),--windows $(WINDOWS) --split $(SPLIT))
 
 $(SYNTH_DATA)/dataset_description.json: | $(READY) $(if $(filter docker,$(RUNNER)),$(SYNTH_DATA))
 	$(STAGE) synth -- $(JOB_SYNTH) jobs/synth.py $(CFG) --out $(SYNTH_DATA)

@@ -92,7 +92,8 @@ def test_rerun_reuses_finished_stages(night):
     assert proc.returncode == 0, proc.stdout[-3000:]
     after = {s: json.loads((night / "work" / "status" / f"{s}.json").read_text())["start"]
              for s in STAGES}
-    assert {s for s in STAGES if before[s] != after[s]} <= {"report"}
+    # the disk check runs on every attempt (space changes); the report is always rendered
+    assert {s for s in STAGES if before[s] != after[s]} <= {"disk", "report"}
 
 
 def test_rollback_makes_the_baseline_champion(night):

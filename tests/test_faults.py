@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -221,3 +222,27 @@ def test_a_hanging_stage_is_stopped_and_the_night_goes_on(setup, tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     if not json.loads((night / "comparison.json").read_text())["decision"]["promoted"]:
         assert _files(tmp_path / "submission") == before
+
+
+def test_a_full_disk_stops_the_night_cleanly(setup, tmp_path):
+    # RLIMIT_FSIZE: no file may grow past 2 MB, so the preflight's window cache cannot be
+    # written, as on a full disk; the logs, records and the report are smaller
+    before = _files(tmp_path / "submission")
+    limit = 2_000_000
+    proc = subprocess.run(
+        ["bash", "-c", 'eval "$(make -s --no-print-directory night-command)"'], cwd=REPO,
+        env=setup, capture_output=True, text=True, timeout=300, check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    night = tmp_path / "runs" / DATE
+    windows = json.loads((night / "preflight" / "status" / "windows.json").read_text())
+    assert windows["status"] == "failed"
+    assert windows["error"].startswith("overnight.atomic.DiskFullError: [Errno 27] cannot "
+                                       f"write {night}/preflight/windows.h5")
+    assert "is free on the file system" in windows["error"]
+    banner = _banner((tmp_path / "reports" / f"{DATE}.html").read_text())
+    assert "Preflight failed" in banner and "DiskFullError" in banner
+    assert _files(tmp_path / "submission") == before
+    with open(tmp_path / "runs" / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,20 +1,64 @@
 """Crash-safe writes: every file that matters is written beside its target and moved in place.
 
-A crash at any moment leaves either the old file or the new one, never a partial one.
+A crash at any moment leaves either the old file or the new one, never a partial one, and
+so does a full disk: the write fails with ``DiskFullError``, which names the file, what it
+had written and what is free.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 _PARTIAL_SUFFIX = ".tmp"  # with a leading dot: the temporary files of atomic_path
+# A full disk, a full quota, a file-size limit (RLIMIT_FSIZE); h5py reports them only in
+# its message, with the errno inside.
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large",
+                    f"errno = {errno.ENOSPC},", f"errno = {errno.EFBIG},",
+                    f"errno = {errno.EDQUOT},")
+
+
+class DiskFullError(OSError):
+    """A write the file system refused for want of space; the file it replaces is intact."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused for want of space (or by a file-size limit)."""
+    return isinstance(exc, OSError) and (exc.errno in _DISK_FULL_ERRNOS
+                                         or any(t in str(exc) for t in _DISK_FULL_TEXTS))
+
+
+def disk_full_error(target: str | os.PathLike[str], exc: OSError,
+                    needed_bytes: int) -> DiskFullError:
+    """The error to raise for ``exc``: the file, the space it needed, the space free."""
+    target = Path(target)
+    folder = next((p for p in (target.parent, *target.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(folder).free
+    what = os.strerror(exc.errno) if exc.errno in _DISK_FULL_ERRNOS else "no space"
+    return DiskFullError(exc.errno or errno.ENOSPC,
+                         f"cannot write {target} ({what}): it needs more than "
+                         f"{format_bytes(needed_bytes)} and {format_bytes(free)} is free on "
+                         f"the file system of {folder}; the previous {target.name}, if any, "
+                         "is intact. Free some space there, or move the folder to a larger "
+                         "disk, and run again")
+
+
+def format_bytes(n: float) -> str:
+    """``512 B``, ``3.2 MB``, ``41.0 GB`` (powers of 1000, as df -H)."""
+    units = ("B", "kB", "MB", "GB", "TB")
+    rank = 0
+    while abs(n) >= 1000 and rank < len(units) - 1:
+        n, rank = n / 1000, rank + 1
+    return f"{n:.0f} B" if rank == 0 else f"{n:.1f} {units[rank]}"
 
 
 @contextlib.contextmanager
@@ -36,6 +80,11 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
         _fsync_file(tmp)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            written = tmp.stat().st_size if tmp.exists() else 0
+            raise disk_full_error(target, exc, written) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -88,6 +137,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sync_folder(folder: str | os.PathLike[str]) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk (before a commit point
+    that relies on them)."""
+    for path in Path(folder).iterdir():
+        if path.is_file():
+            _fsync_file(path)
+    _fsync_dir(Path(folder))
 
 
 def remove_partial_files(folder: str | os.PathLike[str]) -> list[Path]:

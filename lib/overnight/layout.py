@@ -24,7 +24,7 @@ from pathlib import Path
 
 # The chain, top to bottom: the order in which the night runs its stages and every
 # listing (status, report) shows them.
-STAGES: tuple[str, ...] = ("synth", "preflight", "device", "windows", "features",
+STAGES: tuple[str, ...] = ("synth", "preflight", "disk", "device", "windows", "features",
                            "train-baseline", "train-hybrid", "train-press",
                            "train-press-hybrid", "train-eegnex", "compare", "report")
 # The stages up to the models, in the order the driver makes them (with `make -k`, so that
@@ -34,6 +34,7 @@ MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "train-press", "tr
 # The jobs the preflight runs on its slice, in this order.
 PREFLIGHT_STAGES: tuple[str, ...] = ("device", *MODEL_STAGES, "compare", "report")
 TRAIN_PREFIX = "train-"
+DISK_STAGE = "disk"  # after the preflight: is there room for what the night will write
 REPORT_STAGE = "report"  # always runs, also after a failure or past the night's limit
 
 WINDOWS_FILE = "windows.h5"

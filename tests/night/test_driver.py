@@ -60,6 +60,8 @@ for stage in targets:
         "exit_code": 1 if failed else 0, "log": f"logs/{stage}.log",
         "error": f"RuntimeError: {stage} broke" if failed else None}))
     print(f"{stage} {'failed' if failed else 'ok'}")
+    if stage == "windows" and not failed:
+        (work / "split.json").write_text(json.dumps({"train": ["A", "B"], "val": ["C"]}))
     if stage == "compare" and not failed:
         (work / "comparison.json").write_text(json.dumps({"decision": {
             "promoted": True, "model": "hybrid", "reason": "hybrid beats the champion"}}))

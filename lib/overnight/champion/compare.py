@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 
 from overnight import atomic
-from overnight.champion.gate import decide
-from overnight.champion.record import install, read_champion, verify_files
+from overnight.champion.gate import decide, hold_for_integrity
+from overnight.champion.record import (
+    finish_interrupted_install,
+    install,
+    integrity_fix,
+    read_champion,
+    verify_files,
+)
 from overnight.champion.submission import predict_with_submission
 from overnight.config import CompareConfig
 from overnight.evaluation import (
@@ -41,6 +47,10 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     synthetic tree's ``truth.tsv``) is given, the floor on the same validation windows;
     promote through the gate; write ``out_path`` (JSON).
 
+    An install a kill interrupted is finished (or discarded) first. A champion whose files
+    no longer match ``champion.json`` is neither scored nor replaced: the comparison's
+    ``champion_integrity`` says what differs and how to mend it.
+
     Raises
     ------
     FileNotFoundError
@@ -49,6 +59,9 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     if truth_tsv is not None and not truth_tsv.is_file():
         raise FileNotFoundError(f"truth_tsv={str(truth_tsv)!r}: no such file (the floor row "
                                 "needs the synthetic generator's truth.tsv)")
+    recovered = finish_interrupted_install(submission_dir) if submission_dir.is_dir() else None
+    if recovered:
+        log.warning("submission: %s", recovered)
     split = read_split(split_path)
     val = load_windows(windows_path, split["val"])
     y_true = val.rt.astype(np.float64)
@@ -63,7 +76,13 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
 
     champion = read_champion(submission_dir)
     champion_nrmse, champion_problem = None, None
-    if champion is not None:
+    tampered = verify_files(submission_dir, champion) if champion is not None else None
+    if tampered:
+        log.error("champion: %s; %s", tampered, integrity_fix(champion))
+        rows.append({"name": "champion", "kind": "champion", "model": champion.get("model"),
+                     "since": champion.get("date"), "delta_vs_champion": None, "nrmse": None,
+                     "rmse_s": None, "error": f"does not match its record: {tampered}"})
+    elif champion is not None:
         row, pred, champion_problem = _score_champion(submission_dir, champion, val.eeg,
                                                       y_true, val.sfreq_hz)
         rows.append(row)
@@ -85,7 +104,8 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     paired_wins = _add_intervals(rows, y_true, {**predictions, **references}, val.subject, cfg)
     scores = {r["name"]: r["nrmse"] for r in rows
               if r["kind"] == "model" and not r.get("not_run")}
-    decision = decide(scores, champion_nrmse, cfg, champion_problem, paired_wins)
+    decision = (hold_for_integrity(tampered) if tampered
+                else decide(scores, champion_nrmse, cfg, champion_problem, paired_wins))
     log.info("decision: %s", decision.reason)
     if decision.promoted:
         model_dir = models_dir / decision.model
@@ -106,6 +126,9 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
         "split": {"n_train_subjects": len(split["train"]), "n_val_subjects": len(split["val"]),
                   "n_val_windows": len(y_true)},
         "rows": rows,
+        "champion_integrity": ({"problem": tampered, "fix": integrity_fix(champion)}
+                               if tampered else None),
+        "install_recovery": recovered,
         "decision": {**dataclasses.asdict(decision),
                      "previous": ({"model": champion["model"], "nrmse": champion_nrmse}
                                   if champion else None)},
@@ -116,25 +139,27 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     return result
 
 
-def rollback(baseline_dir: Path, windows_path: Path, split_path: Path,
+def rollback(model_dir: Path, windows_path: Path, split_path: Path,
              submission_dir: Path) -> dict[str, Any]:
-    """Make the baseline model champion again: regenerate, check, install and record it.
+    """Make a trained model champion again (the night's baseline, or the model folder of a
+    recorded champion): regenerate, check, install and record it.
 
-    When the same baseline weights were champion before, the regenerated files must be
+    When the same weights were champion before, the regenerated files must be
     byte-identical to the ones recorded then.
     """
     split = read_split(split_path)
     val = load_windows(windows_path, split["val"])
     y_true = val.rt.astype(np.float64)
-    row, pred = _score_model(baseline_dir, val.eeg, y_true)
+    row, pred = _score_model(model_dir, val.eeg, y_true)
     if pred is None or row["nrmse"] is None:
-        raise RuntimeError(f"cannot roll back: the baseline in {baseline_dir} does not "
-                           f"predict ({row.get('error', 'non-finite NRMSE')})")
+        why = row.get("error") or row.get("not_run") or "non-finite NRMSE"
+        raise RuntimeError(f"cannot roll back: the model in {model_dir} does not predict "
+                           f"({why})")
     record = {"model": row["name"], "nrmse": row["nrmse"],
-              "reason": f"rollback to the baseline ({baseline_dir})",
-              "source": str(baseline_dir.resolve()), "n_val_windows": len(y_true),
+              "reason": f"rollback to {row['name']} ({model_dir})",
+              "source": str(model_dir.resolve()), "n_val_windows": len(y_true),
               "val_subjects": split["val"]}
-    installed = install(baseline_dir, submission_dir, val.eeg, pred, val.sfreq_hz, record)
+    installed = install(model_dir, submission_dir, val.eeg, pred, val.sfreq_hz, record)
     earlier = [r for r in installed["previous"]
                if r.get("weights_sha256") == installed["weights_sha256"]]
     if earlier and earlier[0]["files"] != installed["files"]:
@@ -142,7 +167,7 @@ def rollback(baseline_dir: Path, windows_path: Path, split_path: Path,
                            f"{earlier[0]['date']} for the same weights")
     log.info("rolled back to %s (NRMSE %.4f); %s", row["name"], row["nrmse"],
              f"byte-identical to the submission of {earlier[0]['date']}" if earlier
-             else "first time this baseline is champion")
+             else f"first time these {row['name']} weights are champion")
     return installed
 
 
@@ -170,16 +195,15 @@ def _score_model(model_dir: Path, eeg: np.ndarray,
 def _score_champion(submission_dir: Path, champion: dict[str, Any], eeg: np.ndarray,
                     y_true: np.ndarray, sfreq_hz: float
                     ) -> tuple[dict[str, Any], np.ndarray | None, str | None]:
+    """The champion, its files checked: a submission that fails to run is replaced."""
     row = {"name": "champion", "kind": "champion", "model": champion.get("model"),
            "since": champion.get("date"), "delta_vs_champion": None}
-    problem = verify_files(submission_dir, champion)
-    if problem is None:
-        try:
-            pred = predict_with_submission(submission_dir, eeg, sfreq_hz)
-            return {**row, **_scores(y_true, pred)}, pred, None
-        except Exception as exc:  # a broken champion is replaced, not fatal
-            log.exception("the champion submission could not be evaluated")
-            problem = f"the champion submission fails ({type(exc).__name__}: {exc})"
+    try:
+        pred = predict_with_submission(submission_dir, eeg, sfreq_hz)
+        return {**row, **_scores(y_true, pred)}, pred, None
+    except Exception as exc:  # a broken champion is replaced, not fatal
+        log.exception("the champion submission could not be evaluated")
+        problem = f"the champion submission fails ({type(exc).__name__}: {exc})"
     log.warning("champion: %s", problem)
     return {**row, "nrmse": None, "rmse_s": None, "error": problem}, None, problem
 

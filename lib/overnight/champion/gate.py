@@ -10,6 +10,7 @@ from overnight.config import CompareConfig
 
 HELD_BACK_BY_MARGIN = "margin"
 HELD_BACK_BY_BOOTSTRAP = "bootstrap"
+HELD_BACK_BY_INTEGRITY = "integrity"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,3 +64,11 @@ def decide(scores: dict[str, float | None], champion_nrmse: float | None, cfg: C
     return Decision(True, best, f"{best} NRMSE {score:.4f} beats the champion's "
                                 f"{champion_nrmse:.4f} by {gain:.1%} (margin {margin:.1%}) and "
                                 f"in {wins:.0%} of the paired resamples of validation subjects")
+
+
+def hold_for_integrity(problem: str) -> Decision:
+    """No promotion over a champion whose files no longer match its record: replacing it
+    would hide the damage, and comparing against it would compare against unknown files."""
+    return Decision(False, None, f"the champion's files do not match its record ({problem}): "
+                                 "nothing is compared against it or promoted over it until "
+                                 "it is mended", HELD_BACK_BY_INTEGRITY)

@@ -4,16 +4,22 @@ The submission folder holds ``submission.py``, the weights it loads, ``submissio
 (the flat zip to upload) and ``champion.json`` (the model, its score, the date, the sha256
 of every file, and earlier champions). Nothing is replaced before the new submission has
 been imported in a fresh Python process, the way the scorer does it, and its predictions
-match the evaluation's. Weights files have content-addressed names, so ``submission.py``
-(moved in last but one, before ``champion.json``) always points at a weights file that
-exists.
+match the evaluation's.
+
+The swap is one step that a kill cannot split. The new files and their ``champion.json``
+are staged complete in ``.pending/``; writing the journal (``.install.json``) is the commit
+point; then each file is moved into place, ``champion.json`` last, and the journal removed.
+A kill before the journal leaves the old champion (the staged files are discarded at the
+next start); a kill after it is finished at the next start (``finish_interrupted_install``:
+the moves that had not happened yet are made). Weights files have content-addressed names,
+so ``submission.py`` always points at a weights file that exists.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +33,20 @@ from overnight.champion.submission import (
     ZIP_FILE,
     build_submission,
     check_in_fresh_process,
+    predict_with_submission,
 )
+from overnight.config import WindowsConfig
+from overnight.hbn.channels import N_CHANS
+from overnight.windows.cache import load_windows
+from overnight.windows.split import read_split
+
+log = logging.getLogger(__name__)
 
 CHAMPION_FILE = "champion.json"
-_STAGING_PREFIX = ".staging-"
+JOURNAL_FILE = ".install.json"
+PENDING_DIR = ".pending"
+_OLD_STAGING_PREFIX = ".staging-"  # what installs before the journal left when killed
+VERIFY_WINDOWS = 256  # validation windows make verify predicts, at most
 
 
 def read_champion(submission_dir: Path) -> dict[str, Any] | None:
@@ -50,6 +66,59 @@ def verify_files(submission_dir: Path, record: dict[str, Any]) -> str | None:
     return None
 
 
+def integrity_fix(record: dict[str, Any]) -> str:
+    """The commands that mend a submission folder that no longer matches its record."""
+    source = record.get("source")
+    restore = (f"`make rollback ROLLBACK_MODEL={source}` re-installs the recorded champion "
+               f"({record.get('model')}) from its model folder, or "
+               if source and Path(source, "model.json").is_file() else "")
+    return (f"{restore}`make rollback` makes the baseline of the night in WORK champion; "
+            "`make verify` then checks the folder")
+
+
+def verify_submission(submission_dir: Path, windows_path: Path | None = None,
+                      split_path: Path | None = None) -> str | None:
+    """Check the submission folder as a night would before trusting it; None when it passes,
+    else what is wrong and how to mend it.
+
+    An interrupted install is finished or discarded first; then every file is checked
+    against its sha256 in ``champion.json``, and the promotion check runs: a fresh process
+    imports the submission as the scorer does, predicts the validation windows of
+    ``windows_path``/``split_path`` (else noise windows) as this process does, and answers
+    the input probes and Challenge 2.
+    """
+    recovered = finish_interrupted_install(submission_dir) if submission_dir.is_dir() else None
+    if recovered:
+        log.warning("%s", recovered)
+    champion = read_champion(submission_dir)
+    if champion is None:
+        return f"no {CHAMPION_FILE} in {submission_dir}: there is no champion to verify"
+    problem = verify_files(submission_dir, champion)
+    if problem:
+        return f"{problem}. To mend: {integrity_fix(champion)}"
+    log.info("%s: every file matches its sha256 in %s (%s, since %s)", submission_dir,
+             CHAMPION_FILE, champion.get("model"), champion.get("date"))
+    windows, sfreq_hz, source = _verify_windows(windows_path, split_path)
+    try:
+        expected = predict_with_submission(submission_dir, windows, sfreq_hz)
+        check_in_fresh_process(submission_dir, windows, expected, sfreq_hz)
+    except Exception as exc:  # any failure is the answer, not a crash
+        return f"the submission fails the promotion check: {type(exc).__name__}: {exc}"
+    log.info("the submission passes the promotion check on %d %s", len(windows), source)
+    return None
+
+
+def _verify_windows(windows_path: Path | None,
+                    split_path: Path | None) -> tuple[np.ndarray, float, str]:
+    if windows_path is not None and split_path is not None and windows_path.is_file() \
+            and split_path.is_file():
+        val = load_windows(windows_path, read_split(split_path)["val"])
+        return val.eeg[:VERIFY_WINDOWS], val.sfreq_hz, f"validation windows of {windows_path}"
+    cfg = WindowsConfig()
+    noise = np.random.default_rng(0).normal(0.0, 1e-5, (16, N_CHANS, cfg.n_times))
+    return noise.astype(np.float32), cfg.sfreq_hz, "noise windows (no window cache given)"
+
+
 def install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
             expected_s: np.ndarray, sfreq_hz: float, record: dict[str, Any]) -> dict[str, Any]:
     """Build, check in a fresh process, then swap the submission in and record the champion.
@@ -59,30 +128,67 @@ def install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
     full record written to ``champion.json``.
     """
     submission_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in submission_dir.glob(f"{_STAGING_PREFIX}*"):  # a run killed mid-install
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=submission_dir))
+    finish_interrupted_install(submission_dir)
+    pending = submission_dir / PENDING_DIR
     try:
-        files = build_submission(model_dir, staging)
-        check_in_fresh_process(staging, check_windows, expected_s, sfreq_hz)
-        previous = read_champion(submission_dir)
-        weights_name = next(n for n in files if n.startswith(WEIGHTS_PREFIX))
-        # Order matters: the new weights first (a new name), then the zip, then
-        # submission.py, which switches to them; champion.json records it last.
-        for name in (weights_name, ZIP_FILE, SUBMISSION_FILE):
-            (staging / name).replace(submission_dir / name)
-        full = {**record, "files": files, "date": time.strftime("%Y-%m-%d"),
-                "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "weights_sha256": atomic.sha256_file(model_dir / "model.pt"),
-                "previous": _history(previous)}
-        atomic.write_json(submission_dir / CHAMPION_FILE, full)
-        _remove_unreferenced_weights(submission_dir, weights_name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        files = build_submission(model_dir, pending)
+        check_in_fresh_process(pending, check_windows, expected_s, sfreq_hz)
+    except Exception as exc:  # the old champion stays; nothing of the new one is left
+        shutil.rmtree(pending, ignore_errors=True)
+        if atomic.is_disk_full(exc):
+            # the weights twice (the file and the zip) and a little for the code
+            needed = 2 * (model_dir / "model.pt").stat().st_size + 1_000_000
+            target = getattr(exc, "filename", None) or pending
+            raise atomic.disk_full_error(target, exc, needed) from exc
+        raise
+    full = {**record, "files": files, "date": time.strftime("%Y-%m-%d"),
+            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "weights_sha256": atomic.sha256_file(model_dir / "model.pt"),
+            "previous": _history(read_champion(submission_dir))}
+    atomic.write_json(pending / CHAMPION_FILE, full)
+    atomic.sync_folder(pending)
+    weights_name = next(n for n in files if n.startswith(WEIGHTS_PREFIX))
+    # The commit point. Order matters: the new weights first (a new name), then the zip,
+    # then submission.py, which switches to them; champion.json records it last.
+    atomic.write_json(submission_dir / JOURNAL_FILE,
+                      {"moves": [weights_name, ZIP_FILE, SUBMISSION_FILE, CHAMPION_FILE],
+                       "weights": weights_name})
+    _roll_forward(submission_dir)
     problem = verify_files(submission_dir, full)
     if problem:
         raise RuntimeError(f"after installing the submission: {problem}")
     return full
+
+
+def finish_interrupted_install(submission_dir: Path) -> str | None:
+    """Complete an install a kill cut after its commit point, or discard one cut before it;
+    say which (None when there was nothing to do)."""
+    if (submission_dir / JOURNAL_FILE).exists():
+        _roll_forward(submission_dir)
+        return ("finished an install that was interrupted after its commit point: "
+                f"{CHAMPION_FILE} and its files are the new champion's")
+    leftovers = [p for p in submission_dir.glob(".*") if p.is_dir()
+                 and (p.name == PENDING_DIR or p.name.startswith(_OLD_STAGING_PREFIX))]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    if leftovers:
+        return ("discarded an install that was interrupted before its commit point: the "
+                "champion is unchanged")
+    return None
+
+
+def _roll_forward(submission_dir: Path) -> None:
+    """Make the journal's moves that have not happened yet, then drop the journal."""
+    journal = json.loads((submission_dir / JOURNAL_FILE).read_text())
+    pending = submission_dir / PENDING_DIR
+    for name in journal["moves"]:
+        staged = pending / name
+        if staged.exists():  # else moved before the kill
+            staged.replace(submission_dir / name)
+    atomic.sync_folder(submission_dir)
+    _remove_unreferenced_weights(submission_dir, journal["weights"])
+    (submission_dir / JOURNAL_FILE).unlink()
+    shutil.rmtree(pending, ignore_errors=True)
 
 
 def _history(previous: dict[str, Any] | None) -> list[dict[str, Any]]:

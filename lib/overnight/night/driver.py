@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 from overnight import atomic
 from overnight.config import NightConfig
-from overnight.layout import MODEL_STAGES, PREFLIGHT_STAGES, NightFolder
+from overnight.layout import DISK_STAGE, MODEL_STAGES, PREFLIGHT_STAGES, NightFolder
 from overnight.night import container, records
 from overnight.night.preflight import make_slice, slice_roots
 from overnight.night.runner import BANNER, run_command, run_stage, stage_time_limit, stamped
@@ -210,18 +210,32 @@ def _run_locked(night: Night) -> int:
 
 
 def _preflight(night: Night, rerun: bool = False) -> bool:
-    """Run the preflight unless it passed before in this night's folder."""
+    """Run the preflight unless it passed before in this night's folder; then, for a night
+    (not ``make preflight`` alone, ``rerun``), check the disks on every attempt."""
     status = records.read_stage(night.folder, PREFLIGHT)
     if not rerun and status and status.get("status") == records.OK:
         print(f"preflight passed at {status.get('end')} in this night's folder: not rerun "
               "(FRESH=1 starts the night over)", flush=True)
         records.mark_reused(night.folder, PREFLIGHT)
-        return True
-    _banner("preflight: every job on a slice of tonight's data (one epoch)")
-    code = run_stage(PREFLIGHT, night.preflight_command(), night.folder,
-                     prepare=lambda say: _prepare_preflight(night, say),
-                     limit=stage_time_limit(PREFLIGHT, night.limits, night.deadline))
-    return code == 0
+    else:
+        _banner("preflight: every job on a slice of tonight's data (one epoch)")
+        code = run_stage(PREFLIGHT, night.preflight_command(), night.folder,
+                         prepare=lambda say: _prepare_preflight(night, say),
+                         limit=stage_time_limit(PREFLIGHT, night.limits, night.deadline))
+        if code != 0:
+            return False
+    return rerun or _check_disk(night)
+
+
+def _check_disk(night: Night) -> bool:
+    """Stage disk: room on every file system for what the night will write."""
+    _banner("disk space: what the night will write, from the preflight, against what is free")
+    command = [sys.executable, "jobs/check_disk.py", "--preflight",
+               str(night.folder.preflight.root), "--data", *map(str, night.data), "--work",
+               str(night.work_dir), "--reports", str(night.reports_dir), "--submission",
+               str(night.submission_dir)]
+    return run_stage(DISK_STAGE, command, night.folder,
+                     limit=stage_time_limit(DISK_STAGE, night.limits, night.deadline)) == 0
 
 
 def _prepare_preflight(night: Night, say: Callable[[str], None]) -> None:

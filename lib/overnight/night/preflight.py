@@ -85,6 +85,12 @@ def make_slice(bids_roots: Sequence[str | os.PathLike[str]], out_dir: str | os.P
             "n_recordings": n_recordings}
 
 
+def count_subjects(bids_roots: Sequence[str | os.PathLike[str]]) -> int:
+    """Subjects with a CCD recording in all the roots (what the night's windows will read)."""
+    return sum(len(_subjects_with_recordings(absolute(root, "bids_roots")))
+               for root in bids_roots)
+
+
 def slice_roots(bids_roots: Sequence[str | os.PathLike[str]],
                 out_dir: str | os.PathLike[str]) -> list[Path]:
     """The slice's BIDS roots, one per input root, in order: ``<out_dir>/<i>-<name>``."""

@@ -6,10 +6,10 @@ output to our stdout and, each line stamped with the time, into the stage's log,
 its status record (``night.records``): start, end, seconds, exit code and, when it failed,
 the error line read from its output (the exception, not make's echo of it).
 
-A stage has a time limit: past it, the command's process group gets SIGTERM, then SIGKILL
-after a grace period, and the stage is "timed out". The command runs in a process group of
-its own for that, so the runner forwards the signals that would have reached it (Ctrl-C, a
-SIGTERM to the night).
+A stage has a time limit: past it, the command and every process it started get SIGTERM,
+then SIGKILL after a grace period, and the stage is "timed out". The command stays in the
+night's process group, so a signal to the night (Ctrl-C, a kill of the group) still reaches
+every job; the processes to stop are found by walking the process tree (Linux ``/proc``).
 
 Standard library only: it runs on the host, also when the jobs run in containers.
 """
@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from overnight.config import NightConfig
@@ -35,7 +36,6 @@ from overnight.night.records import FAILED, OK, RUNNING, TIMED_OUT, timestamp, w
 
 BANNER = "=" * 78
 TIMED_OUT_EXIT = 124  # a stage stopped at its time limit (as coreutils' timeout exits)
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _TAIL_LINES = 200  # lines of output kept to find the error of a failed stage
 # "ValueError: ...", "torch.OutOfMemoryError: ...", "numba.core.errors.TypingError: ..."
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|"
@@ -169,8 +169,8 @@ def run_command(command: list[str], sink: Callable[[str], Any],
     """Run ``command`` and hand each line of its output (stdout and stderr) to ``sink``.
 
     A carriage return (a progress bar redrawing) ends a line too, so every update of a bar
-    is a line of its own. With ``limit``, the command runs in a process group of its own,
-    which is stopped (SIGTERM, then SIGKILL) when the limit passes.
+    is a line of its own. With ``limit``, the command and its descendants are stopped
+    (SIGTERM, then SIGKILL) when the limit passes.
     """
     tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
     if limit is not None and limit.seconds <= 0:
@@ -179,8 +179,7 @@ def run_command(command: list[str], sink: Callable[[str], Any],
         return Finished(TIMED_OUT_EXIT, [message], timed_out=True)
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1, errors="replace",
-                                start_new_session=limit is not None)
+                                text=True, bufsize=1, errors="replace")
     except OSError as exc:
         message = f"cannot start {command[0]!r}: {exc}"
         if command[0] == "docker":
@@ -189,7 +188,7 @@ def run_command(command: list[str], sink: Callable[[str], Any],
         return Finished(127, [message])
     assert proc.stdout is not None  # guaranteed by stdout=PIPE
     stopped = threading.Event()
-    with _watchdog(proc, limit, stopped), _forwarding_signals(proc, limit is not None):
+    with _watchdog(proc, limit, stopped):
         for line in proc.stdout:
             sink(line)
             tail.append(line.rstrip("\n"))
@@ -202,9 +201,9 @@ def run_command(command: list[str], sink: Callable[[str], Any],
 @contextlib.contextmanager
 def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
               stopped: threading.Event) -> Iterator[None]:
-    """Stop ``proc``'s process group when ``limit`` passes: SIGTERM, then SIGKILL after the
-    grace period (also to what is left of the group once the leader has gone, since a
-    child may still hold the output pipe)."""
+    """Stop ``proc`` and its descendants when ``limit`` passes: SIGTERM, then SIGKILL after
+    the grace period, also to the descendants that outlived ``proc`` (one may still hold the
+    output pipe)."""
     if limit is None:
         yield
         return
@@ -214,9 +213,10 @@ def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
         if done.wait(limit.seconds):
             return
         stopped.set()
-        _signal_group(proc.pid, signal.SIGTERM)
+        tree = {proc.pid, *_descendants(proc.pid)}
+        _signal_all(tree, signal.SIGTERM)
         done.wait(limit.grace_s)
-        _signal_group(proc.pid, signal.SIGKILL)
+        _signal_all(tree | _descendants(proc.pid), signal.SIGKILL)
 
     thread = threading.Thread(target=watch, name="stage-time-limit", daemon=True)
     thread.start()
@@ -229,28 +229,27 @@ def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
         thread.join()
 
 
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` in the process tree now (children, theirs, ...)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children[int(fields[1])].append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
-@contextlib.contextmanager
-def _forwarding_signals(proc: subprocess.Popen[str], own_group: bool) -> Iterator[None]:
-    """A command in its own process group no longer gets the terminal's Ctrl-C or a signal
-    sent to the night's group: pass them on while it runs (main thread only)."""
-    if not own_group or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def forward(signum: int, _frame: Any) -> None:
-        _signal_group(proc.pid, signum)
-
-    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+def _signal_all(pids: set[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 def _timed_out_error(limit: TimeLimit | None, seconds: float) -> str:

@@ -26,7 +26,13 @@ import numpy as np
 from overnight.atomic import read_json_lines
 from overnight.champion.gate import HELD_BACK_BY_BOOTSTRAP, HELD_BACK_BY_MARGIN
 from overnight.checks import as_path
-from overnight.layout import COMPARISON_FILE, REPORT_STAGE, TRAIN_PREFIX, NightFolder
+from overnight.layout import (
+    COMPARISON_FILE,
+    DISK_STAGE,
+    REPORT_STAGE,
+    TRAIN_PREFIX,
+    NightFolder,
+)
 from overnight.night import records
 from overnight.report import plots
 
@@ -206,6 +212,7 @@ def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dic
                  for s in stages if s["status"] == records.RUNNING]
     failed = [s for s in stages if s["status"] in records.FAILURES]
     decision = comparison.get("decision") if comparison else None
+    integrity = comparison.get("champion_integrity") if comparison else None
     headline, reason, promoted = _decision_text(decision)
     models = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]
     training_failed = any(s["stage"].startswith(TRAIN_PREFIX) for s in failed)
@@ -213,13 +220,21 @@ def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dic
         headline = "Preflight failed: the night stopped before the long stages"
         reason = ("No model was trained and the champion is untouched. Fix the job below and "
                   "rerun make overnight.")
+    elif any(s["stage"] == DISK_STAGE for s in failed):
+        headline = "Not enough disk space: the night stopped before the long stages"
+        reason = ("No model was trained and the champion is untouched. The stage below says "
+                  "how much the night would write where; free space and rerun make overnight.")
+    elif isinstance(integrity, dict):
+        headline = "The champion's files do not match champion.json: nothing was promoted"
+        reason = (f"{integrity.get('problem')}: the night neither compared against these "
+                  f"files nor replaced them. To mend: {integrity.get('fix')}.")
     elif not models and (comparison is not None or training_failed):
         headline = "Every model failed: the champion stays"
         previous = decision.get("previous") if decision else None
         if isinstance(previous, dict) and previous.get("model") is not None:
             headline += f" ({previous['model']})"
     state = "promoted" if promoted else "kept"
-    if failed or problems or preflight:
+    if failed or problems or preflight or integrity:
         state = "failed"
     split = comparison.get("split") if comparison else None
     held_back = _HELD_BACK.get(str(decision.get("held_back"))) if decision else None
