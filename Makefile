@@ -40,8 +40,17 @@ export NOTIFY_CMD
 # until PREFLIGHT_SUBJECTS give windows.
 PREFLIGHT_SUBJECTS ?= 3
 PREFLIGHT_MAX_SUBJECTS ?= 20
-# Processes that read recordings in the window stage (empty: one per core).
+# Processes on this node: the window stage's readers (empty: one per core) and, when set,
+# each training job's torchrun processes (one per GPU; empty: one process, no torchrun).
+# NNODES > 1 trains across nodes: start the same make on each with its NODE_RANK and a
+# common RDZV_ENDPOINT (host:port of node 0, c10d rendezvous).
 NPROC ?=
+NNODES ?= 1
+NODE_RANK ?= 0
+RDZV_ENDPOINT ?=
+# GPUs for one model each (GPUS=0,1,2,3 make -j4 models): every training job runs pinned to
+# one that no other job holds. The night driver then makes the models with -j<count>.
+GPUS ?=
 TRAIN_SET ?=
 WINDOWS_SET ?=
 EXTRA_RO ?=
@@ -49,6 +58,8 @@ SETUP_STAMP ?= $(VENV)/.installed
 
 $(if $(filter $(RUNNER),local docker),,$(error RUNNER=$(RUNNER): expected local or docker))
 $(if $(filter $(GPU),amd nvidia none),,$(error GPU=$(GPU): expected amd, nvidia or none))
+$(if $(and $(filter-out 1,$(NNODES)),$(if $(RDZV_ENDPOINT),,x)),\
+  $(error NNODES=$(NNODES): set RDZV_ENDPOINT=host:port of node 0 for the rendezvous))
 
 ifeq ($(RUNNER),docker)
 # The chain's own tools (stage runner, night driver, status) need only the standard
@@ -85,16 +96,21 @@ COMPARISON := $(WORK)/comparison.json
 # The model make rollback installs: the night's baseline, or a recorded champion's folder.
 ROLLBACK_MODEL ?= $(MODELS)/baseline
 CFG = --config $(CONFIG)
+TORCHRUN = -m torch.distributed.run --nproc-per-node $(NPROC) \
+           $(if $(filter 1,$(NNODES)),--standalone,--nnodes $(NNODES) --node-rank $(NODE_RANK) \
+           --rdzv-backend c10d --rdzv-endpoint $(RDZV_ENDPOINT) --rdzv-id overnight-$(DATE))
+TRAIN = $(JOB) $(if $(NPROC),$(TORCHRUN)) jobs/train.py $(CFG) $(TRAIN_SET)
 # The night driver sets NIGHT_DEADLINE (epoch seconds): no stage runs past the night's limit.
 STAGE = $(HOST_PY) jobs/run_stage.py $(CFG) $(if $(NIGHT_DEADLINE),--deadline $(NIGHT_DEADLINE)) \
-        --work $(WORK)
+        $(if $(GPUS),--gpus $(GPUS)) --work $(WORK)
 DRY_RUN := $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 # The night driver: it holds the lock and makes each stage's target in turn.
 NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(CFG) \
         --reports $(REPORTS) --data $(DATA) --submission $(SUBMISSION) \
         --preflight-subjects $(PREFLIGHT_SUBJECTS) \
         --preflight-max-subjects $(PREFLIGHT_MAX_SUBJECTS) --make "$(MAKE) --no-print-directory" \
-        --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh)
+        --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh) \
+        $(if $(GPUS),--gpus $(GPUS))
 
 .PHONY: help setup demo synth overnight night-command ready preflight device windows features \
         train-baseline train-hybrid train-press train-press-hybrid train-eegnex models compare \
@@ -190,24 +206,24 @@ $(FEATURES): $(WINDOWS)
 	$(STAGE) features -- $(JOB) jobs/features.py $(CFG) --windows $(WINDOWS) --out $@
 
 $(BASELINE): $(WINDOWS) $(SPLIT)
-	$(STAGE) train-baseline -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model baseline \
+	$(STAGE) train-baseline -- $(TRAIN) --model baseline \
 	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
 
 $(HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
-	$(STAGE) train-hybrid -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model hybrid \
+	$(STAGE) train-hybrid -- $(TRAIN) --model hybrid \
 	    --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) --out $(@D)
 
 $(PRESS): $(WINDOWS) $(SPLIT)
-	$(STAGE) train-press -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model press \
+	$(STAGE) train-press -- $(TRAIN) --model press \
 	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
 
 $(PRESS_HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
-	$(STAGE) train-press-hybrid -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) \
+	$(STAGE) train-press-hybrid -- $(TRAIN) \
 	    --model press-hybrid --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) \
 	    --out $(@D)
 
 $(EEGNEX): $(WINDOWS) $(SPLIT)
-	$(STAGE) train-eegnex -- $(JOB) jobs/train.py $(CFG) $(TRAIN_SET) --model eegnex \
+	$(STAGE) train-eegnex -- $(TRAIN) --model eegnex \
 	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
 
 # Whatever trained: a failed model leaves the others to compare, none leaves the champion.

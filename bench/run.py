@@ -273,7 +273,7 @@ def features_reference(windows: Path, sample: int) -> dict[str, Any]:
 
 def training_throughput(windows: Path, split: Path, config: Path) -> dict[str, Any]:
     """Windows/s of the baseline's training loop as the night runs it (second epoch)."""
-    from overnight import training
+    from overnight import distributed, training
     from overnight.config import load_config
 
     cfg = load_config(config).train
@@ -290,7 +290,9 @@ def training_throughput(windows: Path, split: Path, config: Path) -> dict[str, A
     for _ in range(3):  # the first epoch warms up kernels and caches
         _sync(device)
         started = time.perf_counter()
-        training._train_epoch(model, train, optimizer, scheduler, generator, cfg, autocast)
+        training._train_epoch(training._Standardized(model), model, train, optimizer,
+                              scheduler, generator, cfg.batch_size, cfg, autocast,
+                              distributed.ONE_PROCESS)
         _sync(device)
         timings.append(time.perf_counter() - started)
     seconds = float(np.median(timings[1:]))

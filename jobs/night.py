@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", required=True, help="the image the jobs run in (docker)")
     parser.add_argument("--config", type=Path, default=None,
                         help="config file: its [night] section holds the time limits")
+    parser.add_argument("--gpus", default="",
+                        help="comma-separated GPU ids: one model per GPU, made in parallel")
     parser.add_argument("--fresh", action="store_true", help="start the night over")
     parser.add_argument("--preflight-only", action="store_true",
                         help="run only the preflight (make preflight)")
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                   make=tuple(shlex.split(args.make)), runner=args.runner, gpu=args.gpu,
                   image=args.image, fresh=args.fresh,
                   notify_cmd=os.environ.get("NOTIFY_CMD") or None,
-                  limits=load_config(args.config).night)
+                  limits=load_config(args.config).night,
+                  gpus=tuple(g for g in args.gpus.split(",") if g))
     if args.dry_run:
         return dry_run(night, args.preflight_only)
     return run_preflight(night) if args.preflight_only else run_night(night)

@@ -2,7 +2,8 @@
 
 Usage: python jobs/run_stage.py --work DIR [--config FILE] [--deadline EPOCH] STAGE -- COMMAND...
 
-The stage's time limit is its ``[night]`` setting in the config, cut to the night's deadline.
+The stage's time limit is its ``[night]`` setting in the config, cut to the night's deadline;
+with ``--gpus``, a training stage runs pinned to one of them that no other stage holds.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from overnight.config import load_config
-from overnight.layout import NightFolder
+from overnight.layout import TRAIN_PREFIX, NightFolder
 from overnight.night.runner import run_stage, stage_time_limit
 
 
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="config file: its [night] section holds the time limits")
     parser.add_argument("--deadline", type=float, default=None,
                         help="when the night's time is up, epoch seconds (the night driver)")
+    parser.add_argument("--gpus", default="",
+                        help="comma-separated GPU ids: a training stage runs pinned to a free one")
     parser.add_argument("stage", help="stage name, e.g. windows")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the job's command")
     args = parser.parse_args(argv)
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("give the job's command after --")
     limit = stage_time_limit(args.stage, load_config(args.config).night, args.deadline)
-    return run_stage(args.stage, command, NightFolder(args.work), limit=limit)
+    gpus = [g for g in args.gpus.split(",") if g] if args.stage.startswith(TRAIN_PREFIX) else []
+    return run_stage(args.stage, command, NightFolder(args.work), limit=limit, gpus=gpus)
 
 
 if __name__ == "__main__":

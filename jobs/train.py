@@ -1,10 +1,14 @@
-"""Train one model on the window cache (or record why it cannot run here)."""
+"""Train one model on the window cache (or record why it cannot run here).
+
+Under torchrun (make train-<model> NPROC=4) every process runs this; rank 0 logs and writes.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from overnight import distributed
 from overnight.cli import job_parser, setup
 from overnight.models import MODELS
 from overnight.training import train_model
@@ -22,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="model folder to write")
     args = parser.parse_args(argv)
     config = setup(args)
+    if not distributed.world().is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # one voice in the log: rank 0's
     meta = train_model(args.model, args.windows, args.split, args.out, config.train,
                        args.features)
     if meta.get("not_run"):

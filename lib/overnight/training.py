@@ -4,6 +4,12 @@ Outputs in ``out_dir``: ``model.pt`` (best weights, a plain state dict that load
 ``weights_only=True``), ``model.json`` (what was trained, how, how well; written last,
 so its presence means the training finished), ``history.jsonl`` (one line per epoch) and
 ``checkpoint.pt`` (everything needed to resume after a crash, rewritten every epoch).
+
+Under ``torchrun`` (``overnight.distributed``) each process trains on its share of the
+training windows with ``train.batch_size / processes`` per step, DDP averages the gradients,
+and rank 0 alone validates, decides (early stopping, best epoch; the others follow its
+broadcast) and writes the files. The shuffle and the dropout are seeded per epoch and rank,
+so a run resumes from its checkpoint under the same or another number of processes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from overnight import atomic
+from overnight import atomic, distributed
 from overnight.config import TrainConfig
 from overnight.evaluation import nrmse, predict
 from overnight.features.cache import open_features
@@ -54,62 +60,83 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     reason = MODELS[model_name].unavailable()
     if reason is not None:
         return _record_not_run(model_name, out_dir, reason)
-    if cfg.ensemble > 1:
-        return _train_ensemble(model_name, windows_path, split_path, out_dir, cfg,
-                               features_path)
+    here = distributed.world()
+    device = distributed.device_for(resolve_device(cfg.device), here)
+    with distributed.process_group(here, device):
+        if cfg.ensemble > 1:
+            return _train_ensemble(model_name, windows_path, split_path, out_dir, cfg,
+                                   features_path, here)
+        return _train_one(model_name, windows_path, split_path, out_dir, cfg,
+                          features_path if uses_features else None, here, device)
 
-    # Derived state: device, seed, precision.
-    device = resolve_device(cfg.device)
+
+def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
+               cfg: TrainConfig, features_path: Path | None, here: distributed.World,
+               device: torch.device) -> dict[str, Any]:
+    # Derived state: precision, the batch of each process.
     autocast_dtype = resolve_autocast(cfg.precision, device)
-    torch.manual_seed(cfg.seed)
-    log.info("training %s on %s (%s)", model_name, device,
-             "bf16 autocast" if autocast_dtype else "fp32")
+    if cfg.batch_size % here.size:
+        raise ValueError(f"train.batch_size={cfg.batch_size} must divide by the {here.size} "
+                         "training processes (NPROC x NNODES): it is the effective batch")
+    batch_per_process = cfg.batch_size // here.size
+    log.info("training %s on %s (%s)%s", model_name, device,
+             "bf16 autocast" if autocast_dtype else "fp32",
+             f", process {here.rank} of {here.size}, {batch_per_process} windows a step"
+             if here.size > 1 else "")
 
-    # Data: on the device when it fits, else streamed from HDF5 in slabs.
-    train, val, y_val_s, stats = load_split_sides(
-        windows_path, split_path, features_path if uses_features else None, device, cfg)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    # Data: this process's share, on the device when it fits, else streamed in slabs.
+    train, val, y_val_s, stats = load_split_sides(windows_path, split_path, features_path,
+                                                  device, cfg, here)
+    steps_per_epoch = math.ceil(len(train) / batch_per_process)
 
-    # Model, optimizer, schedule.
+    # Model, optimizer, schedule: the LR follows the effective batch.
     window_spec = _window_spec(windows_path)
     model_args = _model_args(model_name, cfg, window_spec)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(model_name, **model_args).to(device)
     model.set_standardization(stats)
+    trainer = distributed.data_parallel(_Standardized(model), device, here)
     batch_ratio = cfg.batch_size / cfg.lr_reference_batch
-    lr = cfg.lr * (batch_ratio if cfg.lr_scaling == "linear" else math.sqrt(batch_ratio))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    peak_lr = cfg.lr * (batch_ratio if cfg.lr_scaling == "linear" else math.sqrt(batch_ratio))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr,
+                                  weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(cfg.warmup_epochs * steps_per_epoch,
                                   cfg.max_epochs * steps_per_epoch))
-    generator = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "best_nrmse": math.inf, "best_epoch": 0, "epochs_since_best": 0,
              "train_seconds": 0.0}
     config_dict = dataclasses.asdict(cfg)
     state = _maybe_resume(out_dir, model_name, config_dict, model, optimizer, scheduler,
-                          generator, state)
+                          state, here)
 
-    # One loop: train an epoch, evaluate, checkpoint, log, stop.
+    # One loop: train an epoch, evaluate (rank 0), checkpoint, log, stop.
     history_path = out_dir / "history.jsonl"
     while state["epoch"] < cfg.max_epochs and state["epochs_since_best"] < cfg.patience:
         started = time.perf_counter()
         epoch = state["epoch"] + 1
-        train_loss = _train_epoch(model, train, optimizer, scheduler, generator, cfg,
-                                  autocast_dtype)
-        val_nrmse = nrmse(y_val_s, evaluate(model, val, cfg.eval_batch_size))
+        generator = _epoch_seeds(cfg.seed, epoch, here)
+        train_loss = _train_epoch(trainer, model, train, optimizer, scheduler, generator,
+                                  batch_per_process, cfg, autocast_dtype, here)
+        val_nrmse = distributed.broadcast(
+            nrmse(y_val_s, evaluate(model, val, cfg.eval_batch_size)) if here.is_main
+            else None, here)
         seconds = time.perf_counter() - started
         state["train_seconds"] += seconds
         state["epoch"] = epoch
-        if math.isfinite(val_nrmse) and val_nrmse < state["best_nrmse"] - cfg.min_delta:
+        improved = math.isfinite(val_nrmse) and val_nrmse < state["best_nrmse"] - cfg.min_delta
+        if improved:
             state.update(best_nrmse=val_nrmse, best_epoch=epoch, epochs_since_best=0)
-            _save_state_dict(model, out_dir / "model.pt")
         else:
             state["epochs_since_best"] += 1
-        _save_checkpoint(out_dir / "checkpoint.pt", model_name, config_dict, model, optimizer,
-                         scheduler, generator, state)
         lr = optimizer.param_groups[0]["lr"]
-        atomic.append_line(history_path, json.dumps({
-            "epoch": epoch, "train_loss": train_loss, "val_nrmse": _json_float(val_nrmse),
-            "lr": lr, "seconds": round(seconds, 3)}))
+        if here.is_main:
+            if improved:
+                _save_state_dict(model, out_dir / "model.pt")
+            _save_checkpoint(out_dir / "checkpoint.pt", model_name, config_dict, model,
+                             optimizer, scheduler, state)
+            atomic.append_line(history_path, json.dumps({
+                "epoch": epoch, "train_loss": train_loss, "val_nrmse": _json_float(val_nrmse),
+                "lr": lr, "seconds": round(seconds, 3)}))
         log.info("%s epoch %d/%d  train loss %.4f  val NRMSE %.4f  (best %.4f @ %d)  "
                  "lr %.2e  %.1fs", model_name, epoch, cfg.max_epochs, train_loss, val_nrmse,
                  state["best_nrmse"], state["best_epoch"], lr, seconds)
@@ -123,18 +150,22 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     meta = {
         "model": model_name, "model_args": model_args,
         "n_params": sum(p.numel() for p in model.parameters()),
+        "world_size": here.size, "batch_per_process": batch_per_process,
+        "effective_batch": cfg.batch_size, "peak_lr": peak_lr, "lr_scaling": cfg.lr_scaling,
         "best_epoch": state["best_epoch"], "best_val_nrmse": state["best_nrmse"],
         "epochs_run": state["epoch"], "train_seconds": round(state["train_seconds"], 2),
-        "n_train_windows": len(train), "n_val_windows": len(val),
+        "n_train_windows": len(train) * here.size, "n_val_windows": len(y_val_s),
         "data_on_device": train.resident,
         "device": str(device), "precision": "bf16" if autocast_dtype else "fp32",
         "stopped": "early stopping" if state["epochs_since_best"] >= cfg.patience
         else "max epochs",
         "config": config_dict, "windows": str(windows_path), "split": str(split_path),
-        "features": str(features_path) if uses_features else None,
+        "features": str(features_path) if features_path else None,
         "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    atomic.write_json(out_dir / "model.json", meta)
+    if here.is_main:
+        atomic.write_json(out_dir / "model.json", meta)
+    distributed.barrier(here)  # the files are there before any rank moves on
     log.info("%s: best val NRMSE %.4f at epoch %d of %d, %.1f s", model_name,
              state["best_nrmse"], state["best_epoch"], state["epoch"], state["train_seconds"])
     return meta
@@ -151,12 +182,15 @@ def _record_not_run(model_name: str, out_dir: Path, reason: str) -> dict[str, An
 
 
 def _train_ensemble(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
-                    cfg: TrainConfig, features_path: Path | None) -> dict[str, Any]:
+                    cfg: TrainConfig, features_path: Path | None,
+                    here: distributed.World) -> dict[str, Any]:
     """Train ``cfg.ensemble`` seeds, then save their mean as one model in ``out_dir``."""
     members = [train_model(model_name, windows_path, split_path, out_dir / f"member-{k}",
                            dataclasses.replace(cfg, seed=cfg.seed + k, ensemble=1),
                            features_path)
                for k in range(cfg.ensemble)]
+    if not here.is_main:  # rank 0 joins the members; it wrote their files
+        return members[-1]
     model_args = {**members[0]["model_args"], "ensemble": cfg.ensemble}
     ensemble = build_model(model_name, **model_args)
     for k, member in enumerate(ensemble.members):
@@ -296,10 +330,17 @@ class SplitSide:
 
 
 def load_split_sides(windows_path: Path, split_path: Path, features_path: Path | None,
-                     device: torch.device, cfg: TrainConfig
-                     ) -> tuple[SplitSide, SplitSide, np.ndarray, dict[str, torch.Tensor]]:
-    """Both sides of the split on ``device``, the validation targets in seconds, and the
-    standardisation fitted on the training side only."""
+                     device: torch.device, cfg: TrainConfig,
+                     here: distributed.World = distributed.ONE_PROCESS
+                     ) -> tuple[SplitSide, SplitSide | None, np.ndarray,
+                                dict[str, torch.Tensor]]:
+    """This process's share of the training side and (rank 0 only) the validation side on
+    ``device``, the validation targets in seconds, and the standardisation fitted on the
+    whole training side.
+
+    Every process gets the same number of training windows (every ``here.size``-th one, a
+    few left over), so all take the same number of steps.
+    """
     split = read_split(split_path)
     with open_cache(windows_path) as cache:
         subjects, rt, window_bytes = cache.subjects(), cache.rt(), cache.window_bytes
@@ -309,20 +350,23 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
         raise ValueError(f"{split_path}: the split selects {len(train_rows)} training and "
                          f"{len(val_rows)} validation windows of {windows_path}")
     target_mean, target_std = rt[train_rows].mean(), float(_safe_std(rt[train_rows].std()))
+    share = train_rows[here.rank::here.size][:len(train_rows) // here.size]
     budget = _memory_budget(device, cfg)
-    train_resident = len(train_rows) * window_bytes <= budget
-    val_resident = (len(train_rows) * train_resident + len(val_rows)) * window_bytes <= budget
-    train = SplitSide(windows_path, features_path, train_rows,
-                      (rt[train_rows] - target_mean) / target_std, device, train_resident,
+    train_resident = len(share) * window_bytes <= budget
+    val_resident = (len(share) * train_resident + len(val_rows)) * window_bytes <= budget
+    train = SplitSide(windows_path, features_path, share,
+                      (rt[share] - target_mean) / target_std, device, train_resident,
                       cfg.slab_windows)
-    val = SplitSide(windows_path, features_path, val_rows, rt[val_rows], device, val_resident,
-                    cfg.slab_windows)
+    val = (SplitSide(windows_path, features_path, val_rows, rt[val_rows], device, val_resident,
+                     cfg.slab_windows) if here.is_main else None)
     stats = {"target_mean": torch.tensor(target_mean), "target_std": torch.tensor(target_std),
-             **_rt_range(rt[train_rows]), **_input_stats(train)}
-    log.info("data: %d training windows (%d subjects, %s), %d validation windows "
-             "(%d subjects, %s)", len(train), len(split["train"]),
+             **_rt_range(rt[train_rows]), **_input_stats(train, here)}
+    log.info("data: %d training windows (%d subjects, %s%s), %d validation windows "
+             "(%d subjects%s)", len(share), len(split["train"]),
              "on the device" if train_resident else "streamed",
-             len(val), len(split["val"]), "on the device" if val_resident else "streamed")
+             f"; this process's share of {len(train_rows)}" if here.size > 1 else "",
+             len(val_rows), len(split["val"]),
+             "" if val is None else ", on the device" if val_resident else ", streamed")
     return train, val, rt[val_rows], stats
 
 
@@ -344,8 +388,10 @@ def _memory_budget(device: torch.device, cfg: TrainConfig) -> float:
     return cfg.host_cache_gb * 1e9
 
 
-def _input_stats(train: SplitSide) -> dict[str, torch.Tensor]:
-    """Per-channel input mean/std and per-feature mean/std, accumulated in float64."""
+def _input_stats(train: SplitSide,
+                 here: distributed.World = distributed.ONE_PROCESS) -> dict[str, torch.Tensor]:
+    """Per-channel input mean/std and per-feature mean/std, accumulated in float64 (summed
+    over every process's share: the statistics of the whole training side)."""
     sums: dict[str, torch.Tensor] = {}
     for x, f, _ in train.in_order():
         for chunk_x, chunk_f in _chunks(x, f, 4096):
@@ -355,6 +401,9 @@ def _input_stats(train: SplitSide) -> dict[str, torch.Tensor]:
             if chunk_f is not None:
                 fd = chunk_f.double()
                 _accumulate(sums, "f", fd.sum(dim=0), (fd * fd).sum(dim=0), chunk_f.shape[0])
+    for key, value in sums.items():
+        sums[key] = distributed.sum_across(torch.as_tensor(value, dtype=torch.float64)
+                                           .to(train.device), here).cpu()
     stats = dict(zip(("input_mean", "input_std"), _mean_std(sums, "x"), strict=True))
     if "f_sum" in sums:
         stats.update(zip(("feature_mean", "feature_std"), _mean_std(sums, "f"), strict=True))
@@ -392,24 +441,48 @@ def evaluate(model: RTModel, side: SplitSide, batch_size: int) -> np.ndarray:
     return out
 
 
-def _train_epoch(model: RTModel, train: SplitSide, optimizer: torch.optim.Optimizer,
+class _Standardized(torch.nn.Module):
+    """The model's standardised output as ``forward``: what the loss sees, and what DDP
+    wraps (it hooks ``forward`` only)."""
+
+    def __init__(self, model: RTModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        return self.model.standardized_output(x, features)
+
+
+def _epoch_seeds(seed: int, epoch: int, here: distributed.World) -> torch.Generator:
+    """The shuffle's generator for one epoch of one rank, and the dropout's seed: from the
+    epoch, not from a saved state, so a resumed run redraws them whatever its world."""
+    epoch_seed = seed + 1_000_003 * epoch + 7_919 * here.rank
+    torch.manual_seed(epoch_seed)
+    return torch.Generator().manual_seed(epoch_seed)
+
+
+def _train_epoch(trainer: torch.nn.Module, model: RTModel, train: SplitSide,
+                 optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
-                 cfg: TrainConfig, autocast_dtype: torch.dtype | None) -> float:
-    """One pass over the training windows in a seeded random order; returns the mean loss."""
-    model.train()
-    total = torch.zeros((), device=train.device)  # summed on the device: no host sync per step
-    for x, features, y in train.batches(cfg.batch_size, generator):
+                 batch_size: int, cfg: TrainConfig, autocast_dtype: torch.dtype | None,
+                 here: distributed.World) -> float:
+    """One pass over this process's training windows in a seeded random order; returns the
+    mean loss over every process."""
+    trainer.train()
+    total = torch.zeros(2, device=train.device)  # loss sum, windows: no host sync per step
+    for x, features, y in train.batches(batch_size, generator):
         with torch.autocast(train.device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
-            out = model.standardized_output(x, features).squeeze(1)
+            out = trainer(x, features).squeeze(1)
         loss = torch.nn.functional.mse_loss(out.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
-        total += loss.detach() * len(y)
-    return float(total) / len(train)
+        total += torch.stack([loss.detach() * len(y), torch.tensor(len(y), device=y.device)])
+    loss_sum, windows = distributed.sum_across(total, here).tolist()
+    return loss_sum / windows
 
 
 def _warmup_cosine(warmup_steps: int, total_steps: int):
@@ -448,41 +521,40 @@ def _save_state_dict(model: RTModel, path: Path) -> None:
 
 def _save_checkpoint(path: Path, model_name: str, config: dict[str, Any], model: RTModel,
                      optimizer: torch.optim.Optimizer, scheduler: Any,
-                     generator: torch.Generator, state: dict[str, Any]) -> None:
+                     state: dict[str, Any]) -> None:
     checkpoint = {"model_name": model_name, "config": json.dumps(config, sort_keys=True),
                   "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                  "torch_rng": torch.get_rng_state(), "state": state}
+                  "scheduler": scheduler.state_dict(), "state": state}
     with atomic.atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
 
 def _maybe_resume(out_dir: Path, model_name: str, config: dict[str, Any], model: RTModel,
-                  optimizer: torch.optim.Optimizer, scheduler: Any,
-                  generator: torch.Generator, state: dict[str, Any]) -> dict[str, Any]:
-    """Continue after the last finished epoch when the checkpoint matches this run."""
+                  optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any],
+                  here: distributed.World) -> dict[str, Any]:
+    """Continue after the last finished epoch when the checkpoint matches this run (every
+    rank reads it; rank 0 tidies the files)."""
     path = out_dir / "checkpoint.pt"
     history = out_dir / "history.jsonl"
-    if not path.exists():
-        history.unlink(missing_ok=True)
-        (out_dir / "model.pt").unlink(missing_ok=True)
-        return state
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if (checkpoint["model_name"] != model_name
-            or checkpoint["config"] != json.dumps(config, sort_keys=True)):
-        log.warning("%s: checkpoint is from another model or config; starting over", path)
-        for stale in (path, history, out_dir / "model.pt"):
-            stale.unlink(missing_ok=True)
+    checkpoint = (torch.load(path, map_location="cpu", weights_only=True)
+                  if path.exists() else None)
+    distributed.barrier(here)  # every rank has read it before rank 0 may remove it
+    if checkpoint is None or (checkpoint["model_name"] != model_name
+                              or checkpoint["config"] != json.dumps(config, sort_keys=True)):
+        if checkpoint is not None:
+            log.warning("%s: checkpoint is from another model or config; starting over", path)
+        if here.is_main:
+            for stale in (path, history, out_dir / "model.pt"):
+                stale.unlink(missing_ok=True)
         return state
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    generator.set_state(checkpoint["generator"])
-    torch.set_rng_state(checkpoint["torch_rng"])
     state = dict(checkpoint["state"])
-    # Epochs logged after the checkpoint was written are redone: drop their lines.
-    rows = [r for r in atomic.read_json_lines(history) if r.get("epoch", 0) <= state["epoch"]]
-    atomic.write_text(history, "".join(json.dumps(r) + "\n" for r in rows))
+    if here.is_main:  # epochs logged after the checkpoint was written are redone
+        rows = [r for r in atomic.read_json_lines(history)
+                if r.get("epoch", 0) <= state["epoch"]]
+        atomic.write_text(history, "".join(json.dumps(r) + "\n" for r in rows))
     log.info("%s: resuming after epoch %d (best val NRMSE %.4f at epoch %d)", model_name,
              state["epoch"], state["best_nrmse"], state["best_epoch"])
     return state

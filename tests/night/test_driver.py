@@ -312,3 +312,13 @@ def test_make_status_reads_the_lock_line_the_driver_writes(fake):
         assert holder is None
         assert night_alive(night.lock_path, night.work_dir)
         assert not night_alive(night.lock_path, night.work_dir.parent / "2026-01-03")
+
+
+def test_with_several_gpus_the_models_are_made_one_per_gpu_at_a_time(fake):
+    make_night, calls = fake
+    night = make_night(gpus=("0", "1", "2"))
+
+    assert run_night(night) == EXIT_OK
+    stages = next(c for c in calls() if c.startswith("-k"))
+    assert stages.startswith(f"-k -j3 --output-sync=line {' '.join(MODEL_STAGES)} ")
+    assert all("GPUS=0,1,2" in call for call in calls())

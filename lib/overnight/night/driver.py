@@ -86,6 +86,7 @@ class Night:
     notify_cmd: str | None = None  # run at the end with the outcome (sh -c)
     limits: NightConfig = dataclasses.field(default_factory=NightConfig)  # time limits
     deadline: float | None = None  # epoch seconds: set when an attempt starts
+    gpus: tuple[str, ...] = ()  # one model per GPU: the models are made with -j<count>
 
     @property
     def folder(self) -> NightFolder:
@@ -95,6 +96,7 @@ class Night:
         """The sub-make that builds ``targets`` in this night's folder."""
         settings = {"WORK": str(self.work_dir), "DATE": self.date,
                     **({"NIGHT_DEADLINE": f"{self.deadline:.0f}"} if self.deadline else {}),
+                    **({"GPUS": ",".join(self.gpus)} if self.gpus else {}),
                     **variables}
         return [*self.make, *(["-n"] if dry_run else []), *targets,
                 *(f"{name}={value}" for name, value in settings.items())]
@@ -192,7 +194,10 @@ def _run_locked(night: Night) -> int:
     preflight_ok = _preflight(night)
     make_failed = []
     if preflight_ok:
-        steps = (("stages: " + ", ".join(MODEL_STAGES), ("-k", *MODEL_STAGES)),
+        parallel = (f"-j{len(night.gpus)}", "--output-sync=line") if len(night.gpus) > 1 else ()
+        steps = (("stages: " + ", ".join(MODEL_STAGES)
+                  + (f", {len(night.gpus)} models at a time" if parallel else ""),
+                  ("-k", *parallel, *MODEL_STAGES)),
                  ("compare what trained, promote through the gate", ("compare",)))
         for title, targets in steps:
             if _step(night, title, *targets) != 0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import fcntl
 import os
 import re
 import signal
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +37,9 @@ from overnight.night.records import FAILED, OK, RUNNING, TIMED_OUT, timestamp, w
 
 BANNER = "=" * 78
 TIMED_OUT_EXIT = 124  # a stage stopped at its time limit (as coreutils' timeout exits)
+# What pins a job to one GPU: CUDA's name (which ROCm's torch honours too) and HIP's.
+GPU_PIN_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
+_GPU_WAIT_S = 1.0  # how often a job waiting for a free GPU looks again
 _TAIL_LINES = 200  # lines of output kept to find the error of a failed stage
 # "ValueError: ...", "torch.OutOfMemoryError: ...", "numba.core.errors.TypingError: ..."
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|"
@@ -83,9 +87,34 @@ def stage_time_limit(stage: str, limits: NightConfig, deadline: float | None) ->
     return TimeLimit(seconds, limits.kill_grace_s, why)
 
 
+@contextlib.contextmanager
+def pinned_gpu(gpus: Sequence[str], lock_dir: Path) -> Iterator[str | None]:
+    """Hold one of ``gpus`` for the block, the first whose lock is free (waiting while all
+    are held): the jobs ``make -j`` runs at once each get their own GPU. None without
+    ``gpus``."""
+    if not gpus:
+        yield None
+        return
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        for gpu in gpus:
+            fd = os.open(lock_dir / f"gpu-{gpu}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield gpu
+            finally:
+                os.close(fd)  # closing releases the lock
+            return
+        time.sleep(_GPU_WAIT_S)
+
+
 def run_stage(stage: str, command: list[str], folder: NightFolder,
               prepare: Callable[[Callable[[str], None]], None] | None = None,
-              limit: TimeLimit | None = None) -> int:
+              limit: TimeLimit | None = None, gpus: Sequence[str] = ()) -> int:
     """Run ``command`` as stage ``stage`` of the night in ``folder``; return its exit code.
 
     Parameters
@@ -103,6 +132,9 @@ def run_stage(stage: str, command: list[str], folder: NightFolder,
     limit : TimeLimit, optional
         Past it the command is stopped and the stage is "timed out"; a limit of 0 or less
         (the night's time is up) does not start the command at all.
+    gpus : sequence of str, optional
+        GPUs to choose from: the command runs pinned to one that no other stage holds
+        (``pinned_gpu``), through ``GPU_PIN_VARIABLES``.
 
     Returns
     -------
@@ -133,7 +165,12 @@ def run_stage(stage: str, command: list[str], folder: NightFolder,
                 f"command: {' '.join(command)}")
         finished = _prepare(prepare, log)
         if finished.exit_code == 0:
-            finished = run_command(command, lambda line: _write(log, line), limit)
+            with pinned_gpu(gpus, folder.root / ".gpus") as gpu:
+                env = None
+                if gpu is not None:
+                    _write(log, f"pinned to GPU {gpu} ({', '.join(GPU_PIN_VARIABLES)})\n")
+                    env = {**os.environ, **dict.fromkeys(GPU_PIN_VARIABLES, gpu)}
+                finished = run_command(command, lambda line: _write(log, line), limit, env)
         ended = time.time()
         exit_code = finished.exit_code
         if finished.timed_out:
@@ -165,7 +202,8 @@ def _prepare(prepare: Callable[[Callable[[str], None]], None] | None,
 
 
 def run_command(command: list[str], sink: Callable[[str], Any],
-                limit: TimeLimit | None = None) -> Finished:
+                limit: TimeLimit | None = None,
+                env: dict[str, str] | None = None) -> Finished:
     """Run ``command`` and hand each line of its output (stdout and stderr) to ``sink``.
 
     A carriage return (a progress bar redrawing) ends a line too, so every update of a bar
@@ -179,7 +217,7 @@ def run_command(command: list[str], sink: Callable[[str], Any],
         return Finished(TIMED_OUT_EXIT, [message], timed_out=True)
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1, errors="replace")
+                                text=True, bufsize=1, errors="replace", env=env)
     except OSError as exc:
         message = f"cannot start {command[0]!r}: {exc}"
         if command[0] == "docker":
