@@ -69,7 +69,7 @@ OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) .numba_cache
 READY := $(OUT_DIRS)
 CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
             $(foreach p,$(DATA) $(EXTRA_RO),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
-            --rw $(SUBMISSION)
+            --rw $(SUBMISSION) $(if $(filter-out 1,$(NNODES)),--host-network)
 ifeq ($(origin JOB),undefined)
 JOB := $(shell $(CONTAINER))
 endif

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="mount read-only (repeatable): the input data")
     parser.add_argument("--rw", action="append", default=[], metavar="PATH",
                         help="mount read-write (repeatable): the night folder, reports, ...")
+    parser.add_argument("--host-network", action="store_true",
+                        help="the host's network (training across nodes)")
     args = parser.parse_args(argv)
     if args.action == "check":
         problem = check_docker(args.image, args.gpu)
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"RUNNER=docker: docker and image {args.image} ready (GPU={args.gpu})")
         return 0
-    print(shell_words(docker_prefix(args.gpu, args.image, args.repo, args.ro, args.rw)))
+    print(shell_words(docker_prefix(args.gpu, args.image, args.repo, args.ro, args.rw,
+                                    host_network=args.host_network)))
     return 0
 
 

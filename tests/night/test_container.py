@@ -61,7 +61,7 @@ def test_amd_gets_devices_groups_ipc_shm_and_seccomp():
 def test_nvidia_gets_all_gpus_and_none_gets_no_device():
     nvidia = _prefix("nvidia")
     assert _pairs(nvidia, "--gpus") == ["all"]
-    assert not set(AMD_FLAGS) & set(nvidia)
+    assert not set(AMD_FLAGS) - {"--ipc=host"} & set(nvidia)  # DDP's NCCL needs the host IPC
     cpu = _prefix("none")
     assert "--gpus" not in cpu and not set(AMD_FLAGS) & set(cpu)
     assert "--group-add" not in cpu
@@ -181,3 +181,29 @@ def test_make_dry_run_shows_the_docker_command_of_every_stage(tmp_path, gpu):
     assert ("preflight: link up to 20 subjects of /data/hbn/R1_L100 /data/hbn/R2_L100"
             in out)
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("gpu", ["amd", "nvidia"])
+def test_make_n_shows_torchrun_inside_one_container_per_node(tmp_path, gpu):
+    def dry_run(*extra: str) -> list[str]:
+        variables = {"RUNNER": "docker", "GPU": gpu, "DATA": "/data/hbn/R1_L100",
+                     "WORK": str(tmp_path / "night"), "PYTHON": sys.executable}
+        proc = subprocess.run(["make", "-C", str(REPO), "-n", "-B", "train-baseline",
+                               *[f"{k}={v}" for k, v in variables.items()], *extra],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        (line,) = _stage_commands(proc.stdout, "train-baseline", str(tmp_path / "night"))
+        return shlex.split(line.split(" -- ", 1)[1].replace("\\", ""))
+
+    words = dry_run("NPROC=4")
+    assert words[:2] == ["docker", "run"] and words.count("docker") == 1  # one container
+    python = words.index("python")
+    assert words[python + 1:python + 7] == ["-m", "torch.distributed.run", "--nproc-per-node",
+                                            "4", "--standalone", "jobs/train.py"]
+    assert "--network" not in words
+    nodes = dry_run("NPROC=8", "NNODES=2", "NODE_RANK=1", "RDZV_ENDPOINT=node0:29400")
+    assert _pairs(nodes, "--network") == ["host"]
+    for flag, value in (("--nnodes", "2"), ("--node-rank", "1"), ("--rdzv-backend", "c10d"),
+                        ("--rdzv-endpoint", "node0:29400")):
+        assert _pairs(nodes, flag) == [value]
+    assert "CUDA_VISIBLE_DEVICES" in _pairs(nodes, "--env")  # GPUS pins pass through

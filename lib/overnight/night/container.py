@@ -41,7 +41,8 @@ _PASSTHROUGH = {
 _GPU_FLAGS = {
     "amd": ("--device=/dev/kfd", "--device=/dev/dri", "--group-add", "video", "--ipc=host",
             f"--shm-size={SHM_SIZE}", "--security-opt", "seccomp=unconfined"),
-    "nvidia": ("--gpus", "all"),
+    # --ipc=host: NCCL's shared memory between the torchrun processes of one container
+    "nvidia": ("--gpus", "all", "--ipc=host"),
     "none": (),
 }
 
@@ -56,7 +57,7 @@ def docker_prefix(gpu: str, image: str, repo: str | os.PathLike[str],
                   read_only: Sequence[str | os.PathLike[str]] = (),
                   read_write: Sequence[str | os.PathLike[str]] = (),
                   user: tuple[int, int] | None = None,
-                  render_gid: int | None = None) -> list[str]:
+                  render_gid: int | None = None, host_network: bool = False) -> list[str]:
     """The ``docker run`` words that run ``python`` in ``image``; append the job's arguments.
 
     Parameters
@@ -114,6 +115,8 @@ def docker_prefix(gpu: str, image: str, repo: str | os.PathLike[str],
               "--env", "HOME=/tmp"]  # the calling uid may have no home in the image
     for name in _PASSTHROUGH[gpu]:
         words += ["--env", name]
+    if host_network:  # torchrun across nodes: the rendezvous and NCCL/RCCL reach the peers
+        words += ["--network", "host"]
     return [*words, image, "python"]
 
 
