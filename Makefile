@@ -53,6 +53,9 @@ RDZV_ENDPOINT ?=
 GPUS ?=
 TRAIN_SET ?=
 WINDOWS_SET ?=
+# Window caches built apart, one per release (space-separated .h5 files): make windows joins
+# them (an HDF5 virtual dataset) instead of reading DATA.
+WINDOW_PARTS ?=
 EXTRA_RO ?=
 SETUP_STAMP ?= $(VENV)/.installed
 
@@ -68,7 +71,7 @@ HOST_PY := PYTHONPATH=lib$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON)
 OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) .numba_cache
 READY := $(OUT_DIRS)
 CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
-            $(foreach p,$(DATA) $(EXTRA_RO),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
+            $(foreach p,$(DATA) $(EXTRA_RO) $(WINDOW_PARTS),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
             --rw $(SUBMISSION) $(if $(filter-out 1,$(NNODES)),--host-network)
 ifeq ($(origin JOB),undefined)
 JOB := $(shell $(CONTAINER))
@@ -197,10 +200,18 @@ verify: | $(READY) ## check the submission: its files against champion.json, the
 $(SYNTH_DATA)/dataset_description.json: | $(READY) $(if $(filter docker,$(RUNNER)),$(SYNTH_DATA))
 	$(STAGE) synth -- $(JOB_SYNTH) jobs/synth.py $(CFG) --out $(SYNTH_DATA)
 
+ifeq ($(WINDOW_PARTS),)
 $(WINDOWS) $(SPLIT) &: $(foreach d,$(DATA),$(wildcard $(d)/dataset_description.json)) | $(READY)
 	$(STAGE) windows -- $(JOB) jobs/windows.py $(CFG) $(WINDOWS_SET) \
 	    $(if $(NPROC),--set windows.workers=$(NPROC)) --bids-root $(DATA) --out $(WINDOWS) \
 	    --split-out $(SPLIT)
+else
+# Caches built apart (one per release, e.g. by a Slurm array running make windows with its
+# own DATA and WORK): joined by an HDF5 virtual dataset, the windows not copied.
+$(WINDOWS) $(SPLIT) &: $(WINDOW_PARTS) | $(READY)
+	$(STAGE) windows -- $(JOB) jobs/join_windows.py $(CFG) --parts $(WINDOW_PARTS) \
+	    --out $(WINDOWS) --split-out $(SPLIT)
+endif
 
 $(FEATURES): $(WINDOWS)
 	$(STAGE) features -- $(JOB) jobs/features.py $(CFG) --windows $(WINDOWS) --out $@

@@ -5,6 +5,12 @@ and the columns of ``COLUMNS``. Attributes: the rate, the window, the channel na
 BIDS roots, the sources (with each recording's signal checks), the skipped recordings,
 the duplicate subjects and the dropped trials, the config and the code version.
 ``open_cache`` reads it; ``create_cache`` and ``CacheWriter`` write it.
+
+``join_caches`` joins caches built apart (one per release, on different machines if need
+be) into one file whose ``eeg`` is an HDF5 virtual dataset over theirs: no second copy of
+the windows. The per-window columns, a few bytes a window, are copied (the recording
+indices renumbered). Readers see one cache; ``open_cache`` refuses a join whose part is
+gone, which HDF5 would otherwise read as zeros.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ COLUMNS: dict[str, Any] = {
     "correct": np.bool_, "recording": np.int32,
 }
 _REQUIRED_ATTRS = ("sfreq_hz", "window_start_s", "window_stop_s", "created")
+# Attributes every part of a join must share: the windows mean the same thing.
+_SAME_IN_PARTS = ("sfreq_hz", "window_start_s", "window_stop_s", "n_times")
 
 
 # ---------------------------------------------------------------------------- writing
@@ -120,6 +128,74 @@ def write_cache_from_chunks(out_path: str | os.PathLike[str],
             writer.append(chunk)
         writer.finish([Path(source)], [], [], Counter(), [])
         return writer.n_windows
+
+
+def join_caches(parts: list[Path], out_path: str | os.PathLike[str]) -> int:
+    """Join window caches into ``out_path`` (written atomically): ``eeg`` virtual over the
+    parts' (absolute paths), the columns copied; return the number of windows.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two parts, parts with different windows (rate, start, length), or a
+        subject in two parts.
+    """
+    if len(parts) < 2:
+        raise ValueError(f"parts={[str(p) for p in parts]}: a join needs at least two caches")
+    parts = [existing_file(part, "part").resolve() for part in parts]
+    infos = [_part_info(part) for part in parts]
+    first = infos[0]
+    for part, info in zip(parts[1:], infos[1:], strict=True):
+        differ = [k for k in _SAME_IN_PARTS if info["attrs"][k] != first["attrs"][k]]
+        if differ:
+            raise ValueError(f"{part}: its windows differ from {parts[0]}'s in {differ}")
+    seen: dict[str, Path] = {}
+    for part, info in zip(parts, infos, strict=True):
+        for subject in sorted(set(info["subject"])):
+            if subject in seen:
+                raise ValueError(f"subject {subject} is in {seen[subject]} and in {part}: "
+                                 "build each release's cache from its own subjects")
+            seen[subject] = part
+    total = sum(info["n"] for info in infos)
+    out = as_path(out_path, "out_path")
+    with atomic_path(out, suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
+        layout = h5py.VirtualLayout(shape=(total, N_CHANS, first["attrs"]["n_times"]),
+                                    dtype=np.float32)
+        start = 0
+        for part, info in zip(parts, infos, strict=True):
+            layout[start:start + info["n"]] = h5py.VirtualSource(str(part), EEG,
+                                                                 shape=info["shape"])
+            start += info["n"]
+        h5.create_virtual_dataset(EEG, layout)
+        offsets = np.cumsum([0] + [len(info["sources"]) for info in infos[:-1]])
+        for name, dtype in COLUMNS.items():
+            values = [info[name] + offset if name == "recording" else info[name]
+                      for info, offset in zip(infos, offsets, strict=True)]
+            h5.create_dataset(name, data=np.concatenate(values), dtype=dtype, chunks=True)
+        h5.attrs.update({
+            **{k: first["attrs"][k] for k in (*_SAME_IN_PARTS, "ch_names", "config")},
+            **{k: json.dumps([x for info in infos for x in info[k]])
+               for k in ("bids_roots", "sources", "skipped", "duplicates")},
+            "dropped_trials": json.dumps(dict(sorted(sum(
+                (Counter(info["dropped_trials"]) for info in infos), Counter()).items()))),
+            "parts": json.dumps([{"path": str(p), "created": i["attrs"]["created"],
+                                  "n_windows": i["n"]} for p, i in zip(parts, infos,
+                                                                      strict=True)]),
+            "code_version": code_version(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+    return total
+
+
+def _part_info(part: Path) -> dict[str, Any]:
+    with open_cache(part) as cache:
+        h5 = cache._h5
+        return {"n": cache.n_windows, "shape": h5[EEG].shape,
+                "attrs": {k: h5.attrs[k] for k in (*_SAME_IN_PARTS, "ch_names", "config",
+                                                   "created")},
+                **{name: cache.column(name) for name in COLUMNS},
+                **{k: cache.attr_json(k) for k in ("bids_roots", "sources", "skipped",
+                                                   "duplicates", "dropped_trials")}}
 
 
 # ---------------------------------------------------------------------------- reading
@@ -213,6 +289,11 @@ def open_cache(path: str | os.PathLike[str]) -> Iterator[WindowCache]:
         missing = [key for key in _REQUIRED_ATTRS if key not in h5.attrs]
         if missing:
             raise ValueError(f"{cache_path}: missing attribute(s) {missing} of a window cache")
+        if h5[EEG].is_virtual:  # a join: a missing part would read as zeros
+            gone = sorted({s.file_name for s in h5[EEG].virtual_sources()
+                           if not Path(s.file_name).is_file()})
+            if gone:
+                raise FileNotFoundError(f"{cache_path} joins caches that are gone: {gone}")
         yield WindowCache(h5, cache_path)
 
 
