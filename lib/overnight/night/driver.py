@@ -113,7 +113,8 @@ class Night:
             DATA=" ".join(map(str, slice_roots(self.data, pre.bids))),
             EXTRA_RO=" ".join(os.path.abspath(root) for root in self.data),
             SUBMISSION=str(pre.submission), REPORTS=str(pre.reports),
-            TRAIN_SET=PREFLIGHT_TRAIN_SET, WINDOWS_SET=windows_set)
+            TRAIN_SET=PREFLIGHT_TRAIN_SET, WINDOWS_SET=windows_set,
+            WINDOW_PARTS="")  # the slice, not the night's joined caches
 
 
 def run_night(night: Night) -> int:
