@@ -63,6 +63,11 @@ $(if $(filter $(RUNNER),local docker),,$(error RUNNER=$(RUNNER): expected local 
 $(if $(filter $(GPU),amd nvidia none),,$(error GPU=$(GPU): expected amd, nvidia or none))
 $(if $(and $(filter-out 1,$(NNODES)),$(if $(RDZV_ENDPOINT),,x)),\
   $(error NNODES=$(NNODES): set RDZV_ENDPOINT=host:port of node 0 for the rendezvous))
+$(if $(and $(filter-out 1,$(NNODES)),$(if $(NPROC),,x)),\
+  $(error NNODES=$(NNODES): set NPROC, the training processes of each node))
+$(if $(and $(GPUS),$(filter-out 1,$(NPROC))),\
+  $(error GPUS pins each training job to one GPU; NPROC=$(NPROC) would put every rank on it: \
+  use GPUS for many models or NPROC for one model on several GPUs, not both))
 
 ifeq ($(RUNNER),docker)
 # The chain's own tools (stage runner, night driver, status) need only the standard
@@ -72,7 +77,8 @@ OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) .numba_cache
 READY := $(OUT_DIRS)
 CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
             $(foreach p,$(DATA) $(EXTRA_RO) $(WINDOW_PARTS),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
-            --rw $(SUBMISSION) $(if $(filter-out 1,$(NNODES)),--host-network)
+            --rw $(SUBMISSION) $(if $(filter-out 1,$(NNODES)),--host-network) \
+            $(if $(filter-out $(MODELS)/baseline,$(ROLLBACK_MODEL)),--ro $(ROLLBACK_MODEL))
 ifeq ($(origin JOB),undefined)
 JOB := $(shell $(CONTAINER))
 endif

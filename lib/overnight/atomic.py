@@ -25,6 +25,8 @@ _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large",
                     f"errno = {errno.ENOSPC},", f"errno = {errno.EFBIG},",
                     f"errno = {errno.EDQUOT},")
+# torch.save says only that its writer failed, as a RuntimeError
+_TORCH_WRITE_FAILED = "PytorchStreamWriter failed writing file"
 
 
 class DiskFullError(OSError):
@@ -33,18 +35,21 @@ class DiskFullError(OSError):
 
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` is a write refused for want of space (or by a file-size limit)."""
+    if isinstance(exc, RuntimeError):
+        return _TORCH_WRITE_FAILED in str(exc)
     return isinstance(exc, OSError) and (exc.errno in _DISK_FULL_ERRNOS
                                          or any(t in str(exc) for t in _DISK_FULL_TEXTS))
 
 
-def disk_full_error(target: str | os.PathLike[str], exc: OSError,
+def disk_full_error(target: str | os.PathLike[str], exc: OSError | RuntimeError,
                     needed_bytes: int) -> DiskFullError:
     """The error to raise for ``exc``: the file, the space it needed, the space free."""
     target = Path(target)
     folder = next((p for p in (target.parent, *target.parents) if p.exists()), Path("/"))
     free = shutil.disk_usage(folder).free
-    what = os.strerror(exc.errno) if exc.errno in _DISK_FULL_ERRNOS else "no space"
-    return DiskFullError(exc.errno or errno.ENOSPC,
+    code = getattr(exc, "errno", None)
+    what = os.strerror(code) if code in _DISK_FULL_ERRNOS else "no space"
+    return DiskFullError(code or errno.ENOSPC,
                          f"cannot write {target} ({what}): it needs more than "
                          f"{format_bytes(needed_bytes)} and {format_bytes(free)} is free on "
                          f"the file system of {folder}; the previous {target.name}, if any, "
@@ -80,7 +85,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
         _fsync_file(tmp)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         if is_disk_full(exc):
             written = tmp.stat().st_size if tmp.exists() else 0
             raise disk_full_error(target, exc, written) from exc

@@ -22,11 +22,6 @@ from typing import Any, ClassVar
 from overnight.layout import TRAIN_PREFIX
 from overnight.units import to_samples
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 SYNTH_SFREQS_HZ = (100.0, 500.0)  # the challenge's L100 releases and the raw HBN rate
 EEG_FORMATS = ("set", "bdf")  # EEGLAB and BioSemi, the formats HBN ships
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -289,6 +284,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     TypeError
         A value of the wrong type.
     """
+    tomllib = _toml()
     tables: dict[str, dict[str, Any]] = {}
     if path is not None:
         with open(path, "rb") as fh:
@@ -303,11 +299,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise type(exc)(f"{source}: {exc}") from None
 
 
+def _toml() -> Any:
+    """The TOML reader, imported when a file or an override is read: the host side imports
+    this module for the defaults alone, on a Python 3.10 that may lack tomli."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    return tomllib
+
+
 def _parse_override(item: str) -> tuple[str, str, Any]:
     name, sep, raw = item.partition("=")
     section, dot, key = name.strip().partition(".")
     if not sep or not dot or not key:
         raise ValueError(f"override {item!r}: expected section.key=value, e.g. train.max_epochs=5")
+    tomllib = _toml()
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:

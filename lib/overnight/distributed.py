@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+# The other ranks wait in a collective while rank 0 validates a large, streamed validation
+# side: far longer than torch's default of 10 minutes must not kill the run.
+COLLECTIVE_TIMEOUT_MIN = 120
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +49,10 @@ def world() -> World:
 def device_for(device: torch.device, here: World) -> torch.device:
     """Each process its own GPU on its node; the CPU is shared."""
     if device.type == "cuda" and here.size > 1:
+        if here.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"process {here.local_rank} of this node has no GPU: "
+                             f"{torch.cuda.device_count()} visible; set NPROC to at most "
+                             "that (and leave GPUS unset)")
         device = torch.device("cuda", here.local_rank)
         torch.cuda.set_device(device)
     return device
@@ -56,7 +65,8 @@ def process_group(here: World, device: torch.device) -> Iterator[None]:
     if here.size == 1 or dist.is_initialized():
         yield
         return
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                            timeout=datetime.timedelta(minutes=COLLECTIVE_TIMEOUT_MIN))
     try:
         yield
     finally:
@@ -77,6 +87,15 @@ def sum_across(tensor: torch.Tensor, here: World) -> torch.Tensor:
     if here.size > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def min_across(value: float, here: World, device: torch.device) -> float:
+    """The smallest ``value`` of any rank (a decision every rank must take alike)."""
+    if here.size == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return float(tensor.item())
 
 
 def barrier(here: World) -> None:

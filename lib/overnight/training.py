@@ -351,7 +351,8 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
                          f"{len(val_rows)} validation windows of {windows_path}")
     target_mean, target_std = rt[train_rows].mean(), float(_safe_std(rt[train_rows].std()))
     share = train_rows[here.rank::here.size][:len(train_rows) // here.size]
-    budget = _memory_budget(device, cfg)
+    # the smallest budget of any rank: all keep or all stream, so all take the same steps
+    budget = distributed.min_across(_memory_budget(device, cfg), here, device)
     train_resident = len(share) * window_bytes <= budget
     val_resident = (len(share) * train_resident + len(val_rows)) * window_bytes <= budget
     train = SplitSide(windows_path, features_path, share,
@@ -469,7 +470,8 @@ def _train_epoch(trainer: torch.nn.Module, model: RTModel, train: SplitSide,
     """One pass over this process's training windows in a seeded random order; returns the
     mean loss over every process."""
     trainer.train()
-    total = torch.zeros(2, device=train.device)  # loss sum, windows: no host sync per step
+    loss_sum = torch.zeros((), device=train.device)  # on the device: no host sync per step
+    windows = 0
     for x, features, y in train.batches(batch_size, generator):
         with torch.autocast(train.device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
@@ -480,9 +482,11 @@ def _train_epoch(trainer: torch.nn.Module, model: RTModel, train: SplitSide,
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
-        total += torch.stack([loss.detach() * len(y), torch.tensor(len(y), device=y.device)])
-    loss_sum, windows = distributed.sum_across(total, here).tolist()
-    return loss_sum / windows
+        loss_sum += loss.detach() * len(y)
+        windows += len(y)
+    totals = torch.stack([loss_sum, torch.tensor(float(windows), device=loss_sum.device)])
+    summed_loss, summed_windows = distributed.sum_across(totals, here).tolist()
+    return summed_loss / summed_windows
 
 
 def _warmup_cosine(warmup_steps: int, total_steps: int):

@@ -181,3 +181,20 @@ def test_stage_limits_come_from_the_config_and_the_night_deadline():
     assert 590.0 < cut.seconds <= 600.0 and "night_limit_h" in cut.why
     # the report always gets its own limit, so the morning has its page
     assert stage_time_limit("report", limits, time.time() - 60).seconds == 600.0
+
+
+def test_an_orphan_holding_the_output_is_stopped_at_the_limit(tmp_path):
+    # the job starts a grandchild that keeps the output pipe open, and exits at once: the
+    # runner adopts the orphan, so the limit still finds and stops it
+    script = ("import os, subprocess, sys; pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    child = subprocess.Popen([sys.executable, '-c', 'import time; "
+              "time.sleep(600)'])\n"
+              "    open(sys.argv[1], 'w').write(str(child.pid)); os._exit(0)\n"
+              "os.waitpid(pid, 0)\n")
+    pid_file = tmp_path / "orphan.pid"
+    started = time.monotonic()
+    code = run_stage("windows", [sys.executable, "-c", script, str(pid_file)],
+                     NightFolder(tmp_path), limit=TimeLimit(2.0, grace_s=0.5))
+    assert code == TIMED_OUT_EXIT and time.monotonic() - started < 30
+    assert _ends(int(pid_file.read_text()))

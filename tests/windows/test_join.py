@@ -59,7 +59,11 @@ def test_joined_release_caches_match_one_cache_of_both(tiny_data, tmp_path):
             for name in ("joined", "both")}
     assert runs["joined"]["best_val_nrmse"] == runs["both"]["best_val_nrmse"]
 
-    # a part that is gone is an error, not windows of zeros
+    # a part rebuilt since, or gone, is an error, not misaligned windows or zeros
+    build_window_cache([roots[1]], parts[1], cfg, progress=False)
+    with pytest.raises(ValueError, match="rebuilt after the join"), \
+            open_cache(tmp_path / "joined.h5"):
+        pass
     parts[1].rename(tmp_path / "moved.h5")
     with pytest.raises(FileNotFoundError, match=r"R2\.h5"), open_cache(tmp_path / "joined.h5"):
         pass

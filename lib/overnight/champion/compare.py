@@ -19,6 +19,7 @@ from overnight.champion.gate import decide, hold_for_integrity
 from overnight.champion.record import (
     finish_interrupted_install,
     install,
+    install_lock,
     integrity_fix,
     read_champion,
     verify_files,
@@ -59,7 +60,10 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     if truth_tsv is not None and not truth_tsv.is_file():
         raise FileNotFoundError(f"truth_tsv={str(truth_tsv)!r}: no such file (the floor row "
                                 "needs the synthetic generator's truth.tsv)")
-    recovered = finish_interrupted_install(submission_dir) if submission_dir.is_dir() else None
+    recovered = None
+    if submission_dir.is_dir():
+        with install_lock(submission_dir):
+            recovered = finish_interrupted_install(submission_dir)
     if recovered:
         log.warning("submission: %s", recovered)
     split = read_split(split_path)

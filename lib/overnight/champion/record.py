@@ -17,10 +17,14 @@ so ``submission.py`` always points at a weights file that exists.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 CHAMPION_FILE = "champion.json"
 JOURNAL_FILE = ".install.json"
 PENDING_DIR = ".pending"
+LOCK_FILE = ".install.lock"  # one install, recovery or verify at a time
 _OLD_STAGING_PREFIX = ".staging-"  # what installs before the journal left when killed
 VERIFY_WINDOWS = 256  # validation windows make verify predicts, at most
 
@@ -87,10 +92,13 @@ def verify_submission(submission_dir: Path, windows_path: Path | None = None,
     ``windows_path``/``split_path`` (else noise windows) as this process does, and answers
     the input probes and Challenge 2.
     """
-    recovered = finish_interrupted_install(submission_dir) if submission_dir.is_dir() else None
-    if recovered:
-        log.warning("%s", recovered)
-    champion = read_champion(submission_dir)
+    if not submission_dir.is_dir():
+        return f"no {CHAMPION_FILE} in {submission_dir}: there is no champion to verify"
+    with install_lock(submission_dir):
+        recovered = finish_interrupted_install(submission_dir)
+        if recovered:
+            log.warning("%s", recovered)
+        champion = read_champion(submission_dir)
     if champion is None:
         return f"no {CHAMPION_FILE} in {submission_dir}: there is no champion to verify"
     problem = verify_files(submission_dir, champion)
@@ -128,6 +136,24 @@ def install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
     full record written to ``champion.json``.
     """
     submission_dir.mkdir(parents=True, exist_ok=True)
+    with install_lock(submission_dir):
+        return _install(model_dir, submission_dir, check_windows, expected_s, sfreq_hz, record)
+
+
+@contextlib.contextmanager
+def install_lock(submission_dir: Path) -> Iterator[None]:
+    """Hold the submission folder's lock: an install, the recovery of one, and make verify
+    never interleave (a verify must not discard the staged files of a night's install)."""
+    fd = os.open(submission_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
+             expected_s: np.ndarray, sfreq_hz: float, record: dict[str, Any]) -> dict[str, Any]:
     finish_interrupted_install(submission_dir)
     pending = submission_dir / PENDING_DIR
     try:
@@ -153,16 +179,13 @@ def install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
     atomic.write_json(submission_dir / JOURNAL_FILE,
                       {"moves": [weights_name, ZIP_FILE, SUBMISSION_FILE, CHAMPION_FILE],
                        "weights": weights_name})
-    _roll_forward(submission_dir)
-    problem = verify_files(submission_dir, full)
-    if problem:
-        raise RuntimeError(f"after installing the submission: {problem}")
+    _roll_forward(submission_dir)  # checks every file against the new record
     return full
 
 
 def finish_interrupted_install(submission_dir: Path) -> str | None:
     """Complete an install a kill cut after its commit point, or discard one cut before it;
-    say which (None when there was nothing to do)."""
+    say which (None when there was nothing to do). Call it holding ``install_lock``."""
     if (submission_dir / JOURNAL_FILE).exists():
         _roll_forward(submission_dir)
         return ("finished an install that was interrupted after its commit point: "
@@ -178,7 +201,14 @@ def finish_interrupted_install(submission_dir: Path) -> str | None:
 
 
 def _roll_forward(submission_dir: Path) -> None:
-    """Make the journal's moves that have not happened yet, then drop the journal."""
+    """Make the journal's moves that have not happened yet, check the result against the
+    new champion.json, then drop the old weights, the staging folder and the journal.
+
+    Raises
+    ------
+    RuntimeError
+        A file is not what the new record says (the journal stays, nothing is removed).
+    """
     journal = json.loads((submission_dir / JOURNAL_FILE).read_text())
     pending = submission_dir / PENDING_DIR
     for name in journal["moves"]:
@@ -186,9 +216,14 @@ def _roll_forward(submission_dir: Path) -> None:
         if staged.exists():  # else moved before the kill
             staged.replace(submission_dir / name)
     atomic.sync_folder(submission_dir)
+    champion = read_champion(submission_dir)
+    problem = verify_files(submission_dir, champion) if champion else f"no {CHAMPION_FILE}"
+    if problem:
+        raise RuntimeError(f"{submission_dir}: finishing the install journaled in "
+                           f"{JOURNAL_FILE}: {problem}; nothing was removed")
     _remove_unreferenced_weights(submission_dir, journal["weights"])
-    (submission_dir / JOURNAL_FILE).unlink()
-    shutil.rmtree(pending, ignore_errors=True)
+    shutil.rmtree(pending, ignore_errors=True)  # before the journal: a kill between the
+    (submission_dir / JOURNAL_FILE).unlink()    # two still finds the journal
 
 
 def _history(previous: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -9,7 +9,9 @@ the error line read from its output (the exception, not make's echo of it).
 A stage has a time limit: past it, the command and every process it started get SIGTERM,
 then SIGKILL after a grace period, and the stage is "timed out". The command stays in the
 night's process group, so a signal to the night (Ctrl-C, a kill of the group) still reaches
-every job; the processes to stop are found by walking the process tree (Linux ``/proc``).
+every job; the processes to stop are found by walking the process tree (Linux ``/proc``),
+and the runner adopts the orphans of its command (a child subreaper), so a grandchild
+whose parent has exited is still found.
 
 Standard library only: it runs on the host, also when the jobs run in containers.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import dataclasses
 import fcntl
 import os
@@ -40,6 +43,7 @@ TIMED_OUT_EXIT = 124  # a stage stopped at its time limit (as coreutils' timeout
 # What pins a job to one GPU: CUDA's name (which ROCm's torch honours too) and HIP's.
 GPU_PIN_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
 _GPU_WAIT_S = 1.0  # how often a job waiting for a free GPU looks again
+_PR_SET_CHILD_SUBREAPER = 36  # prctl option, <linux/prctl.h>
 _TAIL_LINES = 200  # lines of output kept to find the error of a failed stage
 # "ValueError: ...", "torch.OutOfMemoryError: ...", "numba.core.errors.TypingError: ..."
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|"
@@ -245,16 +249,16 @@ def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
     if limit is None:
         yield
         return
+    _adopt_orphans()
     done = threading.Event()
 
     def watch() -> None:
         if done.wait(limit.seconds):
             return
         stopped.set()
-        tree = {proc.pid, *_descendants(proc.pid)}
-        _signal_all(tree, signal.SIGTERM)
+        _signal_all(_descendants(os.getpid()), signal.SIGTERM)
         done.wait(limit.grace_s)
-        _signal_all(tree | _descendants(proc.pid), signal.SIGKILL)
+        _signal_all(_descendants(os.getpid()), signal.SIGKILL)
 
     thread = threading.Thread(target=watch, name="stage-time-limit", daemon=True)
     thread.start()
@@ -265,6 +269,15 @@ def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
         # what is left of the group gets SIGKILL now rather than after the grace period.
         done.set()
         thread.join()
+
+
+def _adopt_orphans() -> None:
+    """Become the child subreaper of what the command starts (Linux): a process whose
+    parent exits is re-parented here, not to init, and stays in the tree the limit stops.
+    The runner runs one command at a time, so its tree is that command's."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def _descendants(pid: int) -> set[int]:

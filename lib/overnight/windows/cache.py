@@ -289,12 +289,25 @@ def open_cache(path: str | os.PathLike[str]) -> Iterator[WindowCache]:
         missing = [key for key in _REQUIRED_ATTRS if key not in h5.attrs]
         if missing:
             raise ValueError(f"{cache_path}: missing attribute(s) {missing} of a window cache")
-        if h5[EEG].is_virtual:  # a join: a missing part would read as zeros
-            gone = sorted({s.file_name for s in h5[EEG].virtual_sources()
-                           if not Path(s.file_name).is_file()})
-            if gone:
-                raise FileNotFoundError(f"{cache_path} joins caches that are gone: {gone}")
+        if h5[EEG].is_virtual:
+            _check_parts(cache_path, json.loads(h5.attrs["parts"]))
         yield WindowCache(h5, cache_path)
+
+
+def _check_parts(cache_path: Path, parts: list[dict[str, Any]]) -> None:
+    """A join's parts are there and as they were joined: HDF5 reads a missing part as zeros,
+    and a part rebuilt since would no longer match the copied columns."""
+    gone = [part["path"] for part in parts if not Path(part["path"]).is_file()]
+    if gone:
+        raise FileNotFoundError(f"{cache_path} joins caches that are gone: {gone}")
+    for part in parts:
+        with h5py.File(part["path"], "r") as h5:
+            same = (str(h5.attrs.get("created")) == part["created"]
+                    and h5[EEG].shape[0] == part["n_windows"])
+        if not same:
+            raise ValueError(f"{cache_path}: its part {part['path']} was rebuilt after the "
+                             "join (another creation time or size); join the parts again "
+                             "(make windows)")
 
 
 @dataclass(frozen=True, eq=False)
