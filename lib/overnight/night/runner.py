@@ -250,15 +250,17 @@ def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
         yield
         return
     _adopt_orphans()
+    # what this process ran before the command (a test runner's helpers) is not stopped
+    others = _descendants(os.getpid()) - {proc.pid} - _descendants(proc.pid)
     done = threading.Event()
 
     def watch() -> None:
         if done.wait(limit.seconds):
             return
         stopped.set()
-        _signal_all(_descendants(os.getpid()), signal.SIGTERM)
+        _signal_all(_descendants(os.getpid()) - others, signal.SIGTERM)
         done.wait(limit.grace_s)
-        _signal_all(_descendants(os.getpid()), signal.SIGKILL)
+        _signal_all(_descendants(os.getpid()) - others, signal.SIGKILL)
 
     thread = threading.Thread(target=watch, name="stage-time-limit", daemon=True)
     thread.start()
@@ -274,7 +276,7 @@ def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
 def _adopt_orphans() -> None:
     """Become the child subreaper of what the command starts (Linux): a process whose
     parent exits is re-parented here, not to init, and stays in the tree the limit stops.
-    The runner runs one command at a time, so its tree is that command's."""
+    What the runner started before the command is left alone."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
