@@ -54,6 +54,8 @@ def test_a_model_that_cannot_run_is_a_row_that_says_why(tiny_night, tmp_path,
     assert "eegnex" not in context["curves"]["missing"]
     html = render_report(context, tmp_path / "reports", "2026-11-27").read_text()
     assert "not run" in html and "no such file" in html
+    row = html[html.index('<td class="name">eegnex'):]
+    assert "NaN/failed" not in row[:row.index("</tr>")]  # not run is not a failure
 
 
 @pytest.mark.eegnex
