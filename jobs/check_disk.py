@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from overnight.atomic import format_bytes
 from overnight.layout import NightFolder
 from overnight.night.disk import night_needs, shortfalls
 from overnight.night.preflight import count_subjects
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     n_subjects = count_subjects(args.data)
     needs = night_needs(NightFolder(args.preflight), n_subjects)
     print(f"{n_subjects} subjects tonight; the night will write about "
-          + ", ".join(f"{name} {need / 1e9:.2f} GB" for name, need in needs.items()),
+          + ", ".join(f"{name} {format_bytes(need)}" for name, need in needs.items()),
           flush=True)
     short = shortfalls(needs, {"work": args.work, "reports": args.reports,
                                "submission": args.submission})

@@ -18,7 +18,7 @@ from overnight import training
 from overnight.atomic import read_json_lines
 from overnight.config import SynthConfig, WindowsConfig, load_config
 from overnight.evaluation import load_trained_model, nrmse, predict
-from overnight.night.runner import _descendants
+from overnight.night.processes import descendants
 from overnight.windows.cache import load_windows
 from overnight.windows.split import read_split
 from tests.conftest import TinyNight
@@ -64,7 +64,7 @@ def _torchrun(config: Path, tiny_data, out: Path, nproc: int) -> subprocess.Pope
 
 
 def _rank_pid(launcher: int, rank: int) -> int:
-    for pid in _descendants(launcher):
+    for pid in descendants(launcher):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         if f"RANK={rank}".encode() in environ and b"jobs/train.py" in Path(
                 f"/proc/{pid}/cmdline").read_bytes():

@@ -14,6 +14,7 @@ import pytest
 
 from overnight.config import NightConfig
 from overnight.layout import NightFolder
+from overnight.night.processes import process_alive
 from overnight.night.records import read_record
 from overnight.night.runner import (
     TIMED_OUT_EXIT,
@@ -22,7 +23,6 @@ from overnight.night.runner import (
     stage_time_limit,
     stamped,
 )
-from overnight.night.status import process_alive
 
 REPO = Path(__file__).resolve().parents[2]
 

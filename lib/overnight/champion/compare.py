@@ -17,11 +17,10 @@ import numpy as np
 from overnight import atomic
 from overnight.champion.gate import decide, hold_for_integrity
 from overnight.champion.record import (
-    finish_interrupted_install,
     install,
-    install_lock,
     integrity_fix,
     read_champion,
+    recover_install,
     verify_files,
 )
 from overnight.champion.submission import predict_with_submission
@@ -60,12 +59,7 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     if truth_tsv is not None and not truth_tsv.is_file():
         raise FileNotFoundError(f"truth_tsv={str(truth_tsv)!r}: no such file (the floor row "
                                 "needs the synthetic generator's truth.tsv)")
-    recovered = None
-    if submission_dir.is_dir():
-        with install_lock(submission_dir):
-            recovered = finish_interrupted_install(submission_dir)
-    if recovered:
-        log.warning("submission: %s", recovered)
+    recovered = recover_install(submission_dir)
     split = read_split(split_path)
     val = load_windows(windows_path, split["val"])
     y_true = val.rt.astype(np.float64)

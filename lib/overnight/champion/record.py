@@ -92,13 +92,8 @@ def verify_submission(submission_dir: Path, windows_path: Path | None = None,
     ``windows_path``/``split_path`` (else noise windows) as this process does, and answers
     the input probes and Challenge 2.
     """
-    if not submission_dir.is_dir():
-        return f"no {CHAMPION_FILE} in {submission_dir}: there is no champion to verify"
-    with install_lock(submission_dir):
-        recovered = finish_interrupted_install(submission_dir)
-        if recovered:
-            log.warning("%s", recovered)
-        champion = read_champion(submission_dir)
+    recover_install(submission_dir)
+    champion = read_champion(submission_dir)
     if champion is None:
         return f"no {CHAMPION_FILE} in {submission_dir}: there is no champion to verify"
     problem = verify_files(submission_dir, champion)
@@ -181,6 +176,17 @@ def _install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
                        "weights": weights_name})
     _roll_forward(submission_dir)  # checks every file against the new record
     return full
+
+
+def recover_install(submission_dir: Path) -> str | None:
+    """``finish_interrupted_install`` under the install lock, logged; what it did."""
+    if not submission_dir.is_dir():
+        return None
+    with install_lock(submission_dir):
+        recovered = finish_interrupted_install(submission_dir)
+    if recovered:
+        log.warning("%s: %s", submission_dir, recovered)
+    return recovered
 
 
 def finish_interrupted_install(submission_dir: Path) -> str | None:

@@ -92,6 +92,11 @@ class Night:
     def folder(self) -> NightFolder:
         return NightFolder(self.work_dir)
 
+    def starting(self) -> Night:
+        """This night as an attempt that starts now: the night's hours from here (a morning
+        rerun gets them again)."""
+        return dataclasses.replace(self, deadline=time.time() + self.limits.night_limit_h * 3600)
+
     def make_command(self, *targets: str, dry_run: bool = False, **variables: str) -> list[str]:
         """The sub-make that builds ``targets`` in this night's folder."""
         settings = {"WORK": str(self.work_dir), "DATE": self.date,
@@ -148,9 +153,7 @@ def run_preflight(night: Night) -> int:
             print(f"overnight: another night is running ({holder}); the preflight waits for "
                   "it (exit 75)", flush=True)
             return EXIT_LOCKED
-        night = dataclasses.replace(
-            night, deadline=time.time() + night.limits.night_limit_h * 3600)
-        return 0 if _preflight(night, rerun=True) else EXIT_PREFLIGHT_FAILED
+        return 0 if _preflight(night.starting(), rerun=True) else EXIT_PREFLIGHT_FAILED
 
 
 def dry_run(night: Night, preflight_only: bool = False) -> int:
@@ -179,8 +182,7 @@ def dry_run(night: Night, preflight_only: bool = False) -> int:
 
 def _run_locked(night: Night) -> int:
     started = time.time()
-    # This attempt's deadline: a morning rerun gets the night's hours again.
-    night = dataclasses.replace(night, deadline=started + night.limits.night_limit_h * 3600)
+    night = night.starting()
     record = _start_attempt(night, started)
     _banner(f"night {night.date} in {night.work_dir}: attempt {len(record['attempts'])}"
             + (" (FRESH: started over)" if night.fresh else ""))

@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from overnight.config import NightConfig
 from overnight.layout import REPORT_STAGE, NightFolder
+from overnight.night.processes import descendants
 from overnight.night.records import FAILED, OK, RUNNING, TIMED_OUT, timestamp, write_stage
 
 BANNER = "=" * 78
@@ -85,8 +86,9 @@ def stage_time_limit(stage: str, limits: NightConfig, deadline: float | None) ->
     setting = limits.limit_setting(stage)
     minutes = getattr(limits, setting)
     seconds, why = minutes * 60.0, f"[night] {setting} = {minutes:g}"
-    if deadline is not None and stage != REPORT_STAGE and deadline - time.time() < seconds:
-        seconds = deadline - time.time()
+    left = None if deadline is None or stage == REPORT_STAGE else deadline - time.time()
+    if left is not None and left < seconds:
+        seconds = left
         why = f"the night's limit, [night] night_limit_h = {limits.night_limit_h:g}"
     return TimeLimit(seconds, limits.kill_grace_s, why)
 
@@ -251,16 +253,16 @@ def _watchdog(proc: subprocess.Popen[str], limit: TimeLimit | None,
         return
     _adopt_orphans()
     # what this process ran before the command (a test runner's helpers) is not stopped
-    others = _descendants(os.getpid()) - {proc.pid} - _descendants(proc.pid)
+    others = descendants(os.getpid()) - {proc.pid} - descendants(proc.pid)
     done = threading.Event()
 
     def watch() -> None:
         if done.wait(limit.seconds):
             return
         stopped.set()
-        _signal_all(_descendants(os.getpid()) - others, signal.SIGTERM)
+        _signal_all(descendants(os.getpid()) - others, signal.SIGTERM)
         done.wait(limit.grace_s)
-        _signal_all(_descendants(os.getpid()) - others, signal.SIGKILL)
+        _signal_all(descendants(os.getpid()) - others, signal.SIGKILL)
 
     thread = threading.Thread(target=watch, name="stage-time-limit", daemon=True)
     thread.start()
@@ -280,23 +282,6 @@ def _adopt_orphans() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def _descendants(pid: int) -> set[int]:
-    """The processes below ``pid`` in the process tree now (children, theirs, ...)."""
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children[int(fields[1])].append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def _signal_all(pids: set[int], signum: int) -> None:

@@ -9,7 +9,6 @@ Standard library only: it runs on the host, also when the jobs run in containers
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any, TextIO
 
 from overnight.layout import NightFolder
 from overnight.night import records
+from overnight.night.processes import process_alive
 from overnight.night.runner import duration_text
 
 LAST_LINES = 8  # log lines shown under the running (or last) stage
@@ -217,21 +217,6 @@ def night_alive(lock_path: Path, work_dir: Path) -> bool:
     if found is None or not process_alive(found[0]):
         return False
     return found[1].resolve() == work_dir.resolve()
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    try:  # a killed process not yet reaped (a zombie) still answers kill(pid, 0)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
 
 
 def _last_sign_of_life(work: Path, stage: dict[str, Any]) -> str | None:
