@@ -37,8 +37,8 @@ FRESH ?=
 NOTIFY_CMD ?=
 export NOTIFY_CMD
 # The preflight links up to PREFLIGHT_MAX_SUBJECTS subjects of DATA and reads them in order
-# until PREFLIGHT_SUBJECTS give windows.
-PREFLIGHT_SUBJECTS ?= 3
+# until PREFLIGHT_SUBJECTS give windows (the split needs one to validate, one to tune, one to train).
+PREFLIGHT_SUBJECTS ?= 4
 PREFLIGHT_MAX_SUBJECTS ?= 20
 # Processes on this node: the window stage's readers (empty: one per core) and, when set,
 # each training job's torchrun processes (one per GPU; empty: one process, no torchrun).

@@ -15,7 +15,7 @@ from overnight.cli import progress
 from overnight.config import WindowsConfig
 from overnight.hbn.synth import simulated_cache_chunks
 from overnight.windows.cache import write_cache_from_chunks
-from overnight.windows.split import write_split
+from overnight.windows.split import describe, write_split
 
 log = logging.getLogger("bench.make_data")
 CHUNK_WINDOWS = 4096
@@ -31,13 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s")
     started = time.perf_counter()
     cfg = WindowsConfig()
-    chunks = simulated_cache_chunks(args.n, chunk_windows=CHUNK_WINDOWS, seed=args.seed)
+    chunks = simulated_cache_chunks(args.n, chunk_windows=CHUNK_WINDOWS, seed=args.seed,
+                                    margin_s=cfg.margin_s)
     n = write_cache_from_chunks(args.out, progress(chunks, total=-(-args.n // CHUNK_WINDOWS),
                                                    desc="bench data", unit="chunk"),
                                 cfg, source=f"simulated windows (seed {args.seed})")
     split = write_split(args.out, args.split_out, cfg)
-    log.info("%d windows (%d train / %d val subjects) in %.1f s -> %s", n, len(split["train"]),
-             len(split["val"]), time.perf_counter() - started, args.out)
+    log.info("%d windows (%s) in %.1f s -> %s", n, describe(split),
+             time.perf_counter() - started, args.out)
     return 0
 
 

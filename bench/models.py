@@ -1,14 +1,20 @@
-"""Which model and which input scaling hold up on subjects they never saw; writes the
+"""Which models and training settings hold up on subjects they never saw; writes the
 "Models" section of docs/BENCHMARKS.md.
 
-On two synthetic datasets, the demo's and the harder setting (configs/synth-hard.toml:
-fewer subjects, weaker task signals, subjects that differ more), every model variant is
-trained with several seeds on the same subject-disjoint split, then scored on the
-validation windows with the 90 % interval of the subject bootstrap that the compare stage
-uses. The seed spread and the interval are the noise any difference is read against.
+On three synthetic datasets (the demo's; the hard setting, configs/synth-hard.toml: few
+subjects, weak task signals, subjects that differ a lot; and the many-subject setting,
+configs/synth-many.toml: 150 subjects with the hard setting's differences and response
+times shaped like the real releases'), every variant (a model and its settings) is trained
+with several seeds on the same subject-disjoint split, selecting its epoch on the tune
+subjects, then scored once on the validation subjects with the 90 % interval of the subject
+bootstrap that compare uses. The seed spread and the interval are the noise any difference
+is read against. Beside them: the mean predictor, a ridge regression on the window features
+(fitted on the training subjects, its penalty chosen on the tune subjects) and the floor
+(the EEG-encoded RT, known on synthetic data).
 
-Usage: python bench/models.py --work DIR [--seeds 3] [--out docs/BENCHMARKS.md]
-                              [--variants eegnex:train,baseline:train --section models-eegnex]
+Usage: python bench/models.py --work DIR [--seeds 3] [--datasets demo,hard,many]
+           [--variant LABEL=MODEL[:SECTION.KEY=VALUE;...]]... [--jobs 2]
+           [--out docs/BENCHMARKS.md] [--section models]
 
 A model that cannot be built here (EEGNeX without braindecode) is a row that says why.
 """
@@ -16,9 +22,12 @@ A model that cannot be built here (EEGNeX without braindecode) is a row that say
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,31 +43,47 @@ from overnight.evaluation import (
     predict,
     subject_bootstrap,
 )
+from overnight.features.cache import read_features
 from overnight.layout import NightFolder
-from overnight.windows.cache import load_windows
+from overnight.windows.cache import load_windows, open_cache
 from overnight.windows.split import read_split
 
 log = logging.getLogger("bench.models")
-DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "synth-hard.toml"}
-VARIANTS = [("baseline", "train"), ("hybrid", "train"), ("press", "train"),
-            ("press-hybrid", "train"), ("baseline", "window"), ("hybrid", "window"),
-            ("press", "window"), ("eegnex", "train")]
+DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "synth-hard.toml",
+            "many": REPO / "configs" / "synth-many.toml"}
+# label -> (model, settings): what `make bench-models` compares by default.
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "baseline": ("baseline", ()),
+    "hybrid": ("hybrid", ()),
+    "press": ("press", ()),
+    "press-hybrid": ("press-hybrid", ()),
+    "eegnex": ("eegnex", ()),
+}
 TRUTH = Path("derivatives") / "synth" / "truth.tsv"
+RIDGE_PENALTIES = tuple(10.0 ** k for k in range(-3, 5))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for data and models")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
+    parser.add_argument("--datasets", type=_names(DATASETS), default=list(DATASETS),
+                        help=f"comma-separated, of {sorted(DATASETS)}")
+    parser.add_argument("--variant", dest="variants", action="append", type=_variant,
+                        metavar="LABEL=MODEL[:SECTION.KEY=VALUE;...]",
+                        help="a variant to train (repeatable; default: " +
+                             ", ".join(VARIANTS) + ")")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings at once, the cores shared among them")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
-    parser.add_argument("--variants", type=_variants, default=VARIANTS,
-                        help="model:normalization,... (default: every variant)")
     parser.add_argument("--section", default="models",
                         help="the section of --out to write (one per machine or subset)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    results = {name: dataset_results(args.work / name, config, args.seeds, args.variants)
-               for name, config in DATASETS.items()}
+    variants = dict(args.variants) if args.variants else VARIANTS
+    results = {name: dataset_results(args.work / name, DATASETS[name], args.seeds, variants,
+                                     args.jobs)
+               for name in args.datasets}
     (args.work / f"{args.section}.json").write_text(json.dumps(results, indent=2))
     section = render(results, args.seeds, " ".join(["python", "bench/models.py", *(argv or [])]),
                      args.section)
@@ -67,16 +92,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _variants(text: str) -> list[tuple[str, str]]:
-    pairs = [tuple(item.split(":", 1)) for item in text.split(",") if item]
-    if not pairs or any(len(p) != 2 for p in pairs):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected model:normalization,...")
-    return pairs
+def _names(allowed: dict[str, Any]):
+    def parse(text: str) -> list[str]:
+        names = [n for n in text.split(",") if n]
+        unknown = sorted(set(names) - set(allowed))
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected some of {sorted(allowed)}")
+        return names
+    return parse
 
 
-def dataset_results(work: Path, config: Path, seeds: int,
-                    variants: list[tuple[str, str]]) -> dict[str, Any]:
-    """Prepare one dataset's windows and features, train every variant, score them."""
+def _variant(text: str) -> tuple[str, tuple[str, tuple[str, ...]]]:
+    label, sep, spec = text.partition("=")
+    model, _, settings = spec.partition(":")
+    if not sep or not label or not model:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=MODEL[:SECTION.KEY=VALUE;...]")
+    return label, (model, tuple(s for s in settings.split(";") if s))
+
+
+def prepare(work: Path, config: Path) -> NightFolder:
+    """The dataset's BIDS tree, window cache, split and features (made once)."""
     folder, bids = NightFolder(work), work / "bids"
     common = ["--config", str(config)]
     if not (bids / "dataset_description.json").exists():
@@ -88,37 +123,92 @@ def dataset_results(work: Path, config: Path, seeds: int,
     if not folder.features.exists():
         run_job(f"{work.name}: features", ["jobs/features.py", *common, "--windows",
                                            str(folder.windows), "--out", str(folder.features)])
+    return folder
+
+
+def dataset_results(work: Path, config: Path, seeds: int,
+                    variants: dict[str, tuple[str, tuple[str, ...]]],
+                    jobs: int = 1) -> dict[str, Any]:
+    """Prepare one dataset, train every variant with every seed, score them."""
+    folder = prepare(work, config)
+    runs = [(label, model, settings, seed) for label, (model, settings) in variants.items()
+            for seed in range(seeds)]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ThreadPoolExecutor(jobs) as pool:
+        outs = list(pool.map(lambda run: _train(folder, config, *run, threads), runs))
     split = read_split(folder.split)
     val = load_windows(folder.windows, split["val"])
     y_true = val.rt.astype(np.float64)
     cfg = CompareConfig()
-    rows = []
-    for model, normalization in variants:
-        runs = []
-        for seed in range(seeds):
-            out = folder.models / f"{model}-{normalization}-seed{seed}"
-            if not (out / "model.json").exists():
-                run_job(f"{work.name}: {out.name}", [
-                    "jobs/train.py", *common, "--model", model, "--windows",
-                    str(folder.windows), "--split", str(folder.split), "--features",
-                    str(folder.features), "--out", str(out), "--set", f"train.seed={seed}",
-                    "--set", f"train.normalization='{normalization}'"])
-            not_run = json.loads((out / "model.json").read_text()).get("not_run")
-            if not_run:
-                runs.append({"seed": seed, "not_run": not_run})
-                continue
-            trained, meta = load_trained_model(out)
-            pred = predict(trained, val.eeg)
-            boot = subject_bootstrap(y_true, {"m": pred}, val.subject, cfg.bootstrap_resamples,
-                                     cfg.bootstrap_seed)["m"]
-            runs.append({"seed": seed, "nrmse": nrmse(y_true, pred),
-                         "interval": interval(boot, cfg.interval_level),
-                         "epochs": meta["epochs_run"], "seconds": meta["train_seconds"]})
-        rows.append({"model": model, "normalization": normalization, "runs": runs})
+    rows: dict[str, dict[str, Any]] = {}
+    for (label, model, settings, seed), out in zip(runs, outs, strict=True):
+        row = rows.setdefault(label, {"label": label, "model": model,
+                                      "settings": list(settings), "runs": []})
+        meta = json.loads((out / "model.json").read_text())
+        if meta.get("not_run"):
+            row["runs"].append({"seed": seed, "not_run": meta["not_run"]})
+            continue
+        trained, _ = load_trained_model(out)
+        pred = predict(trained, val.eeg)
+        boot = subject_bootstrap(y_true, {"m": pred}, val.subject, cfg.bootstrap_resamples,
+                                 cfg.bootstrap_seed)["m"]
+        row["runs"].append({"seed": seed, "nrmse": nrmse(y_true, pred),
+                            "tune_nrmse": meta["best_tune_nrmse"],
+                            "interval": interval(boot, cfg.interval_level),
+                            "epochs": meta["epochs_run"], "seconds": meta["train_seconds"]})
     truth = floor_predictions(work / "bids" / TRUTH, val.subject, val.run, val.trial)
-    return {"n_train_subjects": len(split["train"]), "n_val_subjects": len(split["val"]),
-            "n_val_windows": len(y_true), "rows": rows,
+    return {"n_train_subjects": len(split["train"]), "n_tune_subjects": len(split["tune"]),
+            "n_val_subjects": len(split["val"]), "n_val_windows": len(y_true),
+            "rows": list(rows.values()),
+            "mean_predictor": nrmse(y_true, np.full_like(y_true, _train_rt(folder).mean())),
+            "ridge": ridge_on_features(folder, split, y_true),
             "floor": nrmse(y_true, truth) if truth is not None else None}
+
+
+def _train(folder: NightFolder, config: Path, label: str, model: str,
+           settings: tuple[str, ...], seed: int, threads: int) -> Path:
+    """Train one seed of one variant (kept when it already finished); its folder."""
+    digest = hashlib.sha256(json.dumps([model, settings]).encode()).hexdigest()[:8]
+    out = folder.models / f"{label}-{digest}-seed{seed}"
+    if not (out / "model.json").exists():
+        sets = [arg for s in (*settings, f"train.seed={seed}") for arg in ("--set", s)]
+        run_job(f"{folder.root.name}: {out.name}", [
+            "jobs/train.py", "--config", str(config), "--model", model, "--windows",
+            str(folder.windows), "--split", str(folder.split), "--features",
+            str(folder.features), "--out", str(out), *sets],
+            env={"OMP_NUM_THREADS": str(threads)})
+    return out
+
+
+def _train_rt(folder: NightFolder) -> np.ndarray:
+    split = read_split(folder.split)
+    with open_cache(folder.windows) as cache:
+        return cache.rt()[np.isin(cache.subjects(), split["train"])]
+
+
+def ridge_on_features(folder: NightFolder, split: dict[str, Any], y_val: np.ndarray) -> float:
+    """A ridge regression on the standardised window features: fitted on the training
+    subjects, its penalty chosen on the tune subjects, scored on the validation subjects."""
+    features, _ = read_features(folder.features)
+    with open_cache(folder.windows) as cache:
+        subjects, rt = cache.subjects(), cache.rt()
+    sides = {side: np.isin(subjects, split[side]) for side in ("train", "tune", "val")}
+    x_train = features[sides["train"]].astype(np.float64)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-12
+
+    def design(mask: np.ndarray) -> np.ndarray:
+        scaled = (features[mask].astype(np.float64) - mean) / std
+        return np.hstack([scaled, np.ones((len(scaled), 1))])
+
+    x, y = design(sides["train"]), rt[sides["train"]]
+    fits = {}
+    for penalty in RIDGE_PENALTIES:
+        eye = np.eye(x.shape[1]) * penalty
+        eye[-1, -1] = 0.0  # the intercept is not penalised
+        fits[penalty] = np.linalg.solve(x.T @ x + eye, x.T @ y)
+    tune_x, tune_y = design(sides["tune"]), rt[sides["tune"]]
+    best = min(fits, key=lambda p: nrmse(tune_y, tune_x @ fits[p]))
+    return nrmse(y_val, design(sides["val"]) @ fits[best])
 
 
 def render(results: dict[str, Any], seeds: int, command: str, section: str) -> str:
@@ -128,29 +218,35 @@ def render(results: dict[str, Any], seeds: int, command: str, section: str) -> s
         + ("" if section == "models" else f" ({section})") + "\n",
         f"- command: `{command}` (`make bench-models`), {time.strftime('%Y-%m-%d')}",
         f"- machine: {m['cpu']}; GPU: {m['gpu']}; torch {m['torch']}",
-        f"- {seeds} seeds per variant; NRMSE on the validation subjects (mean over seeds, "
-        "each seed in brackets); interval: 90 % subject bootstrap of each seed's model, "
-        "averaged over seeds",
+        f"- {seeds} seeds per variant, each selecting its epoch on the tune subjects; NRMSE on "
+        "the validation subjects: mean over seeds (each seed in brackets), and the seed "
+        "spread (max - min); interval: 90 % subject bootstrap of each seed's model, averaged "
+        "over seeds; tune: the tune-subject NRMSE the training selected on",
         "",
     ]
     for name, r in results.items():
         lines += [f"**{name}** ({DATASETS[name].relative_to(REPO)}): {r['n_train_subjects']} "
-                  f"training subjects, {r['n_val_subjects']} validation subjects, "
-                  f"{r['n_val_windows']} validation windows; floor "
-                  f"{_fixed(r['floor'])}.", "",
-                  "| model | normalization | NRMSE (seeds) | 90 % interval | epochs | training |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  f"training, {r['n_tune_subjects']} tune and {r['n_val_subjects']} validation "
+                  f"subjects, {r['n_val_windows']} validation windows. References: mean "
+                  f"predictor {_fixed(r['mean_predictor'])}, ridge on the features "
+                  f"{_fixed(r['ridge'])}, floor {_fixed(r['floor'])}.", "",
+                  "| variant | settings | NRMSE (seeds) | spread | 90 % interval | tune | "
+                  "epochs | training |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in r["rows"]:
+            settings = "; ".join(row["settings"]) or "defaults"
             if any("not_run" in run for run in row["runs"]):
-                lines.append(f"| {row['model']} | {row['normalization']} | not run: "
-                             f"{row['runs'][0]['not_run']} | | | |")
+                lines.append(f"| {row['label']} | {settings} | not run: "
+                             f"{row['runs'][0]['not_run']} | | | | | |")
                 continue
             scores = [run["nrmse"] for run in row["runs"]]
             low = np.mean([run["interval"][0] for run in row["runs"]])
             high = np.mean([run["interval"][1] for run in row["runs"]])
             lines.append(
-                f"| {row['model']} | {row['normalization']} | **{np.mean(scores):.3f}** ("
-                + ", ".join(f"{s:.3f}" for s in scores) + f") | {low:.3f}-{high:.3f} | "
+                f"| {row['label']} | {settings} | **{np.mean(scores):.3f}** ("
+                + ", ".join(f"{s:.3f}" for s in scores) + f") | {np.ptp(scores):.3f} | "
+                f"{low:.3f}-{high:.3f} | "
+                f"{np.mean([run['tune_nrmse'] for run in row['runs']]):.3f} | "
                 + ", ".join(str(run["epochs"]) for run in row["runs"]) + " | "
                 + f"{np.mean([run['seconds'] for run in row['runs']]):.0f} s |")
         lines.append("")

@@ -124,11 +124,12 @@ finally:
 """
 
 
-def run_job(name: str, argv: list[str]) -> dict[str, Any]:
-    """Run a script of this repository in its own process: wall time and peak RSS."""
+def run_job(name: str, argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a script of this repository in its own process (``env`` added to the
+    environment): wall time and peak RSS."""
     log.info("%s: %s", name, " ".join(argv))
     with tempfile.NamedTemporaryFile(prefix="bench-peak-") as peak_file:
-        env = {**os.environ, "BENCH_PEAK_FILE": peak_file.name}
+        env = {**os.environ, **(env or {}), "BENCH_PEAK_FILE": peak_file.name}
         started = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, *argv], cwd=REPO, env=env,
                               check=False)
@@ -209,7 +210,7 @@ def quality_comparison(work: Path, windows: Path, split: Path, config: Path,
                 str(windows), "--split", str(split), "--out", str(out),
                 *_settings([*settings, f"train.seed={seed}"])])
             meta = json.loads((out / "model.json").read_text())
-            runs["nrmse"].append(meta["best_val_nrmse"])
+            runs["nrmse"].append(meta["best_tune_nrmse"])
             runs["train_seconds"].append(meta["train_seconds"])
             runs["epochs"].append(meta["epochs_run"])
     return result
@@ -455,7 +456,7 @@ def render_quality(key: str, r: dict[str, Any]) -> str:
     rows = [f"## Training settings and quality, {key}\n",
             f"- command: `{r['command']}`, {time.strftime('%Y-%m-%d')} (config `{r['config']}`)",
             f"- data: {r['n_windows']:,} windows; the baseline over seeds {q['seeds']}",
-            "", "| settings | NRMSE (mean, per seed) | epochs | training time |",
+            "", "| settings | tune NRMSE (mean, per seed) | epochs | training time |",
             "| --- | --- | --- | --- |"]
     for name, runs in q["variants"].items():
         rows.append(f"| {name} | {_spread(runs['nrmse'])} | "

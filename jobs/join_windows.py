@@ -8,7 +8,7 @@ from pathlib import Path
 
 from overnight.cli import job_parser, setup
 from overnight.windows.cache import join_caches
-from overnight.windows.split import write_split
+from overnight.windows.split import describe, write_split
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     config = setup(args)
     n_windows = join_caches(args.parts, args.out)
     split = write_split(args.out, args.split_out, config.windows)
-    log.info("joined %d caches: %d windows -> %s; split %d training, %d validation subjects",
-             len(args.parts), n_windows, args.out, len(split["train"]), len(split["val"]))
+    log.info("joined %d caches: %d windows -> %s; split %s", len(args.parts), n_windows,
+             args.out, describe(split))
     return 0
 
 

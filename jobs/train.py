@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
                        args.features)
     if meta.get("not_run"):
         return 0  # recorded in model.json: the comparison and the report show why
-    log.info("%s: val NRMSE %.4f (epoch %d/%d, %.0f s) -> %s", meta["model"],
-             meta["best_val_nrmse"], meta["best_epoch"], meta["epochs_run"],
+    log.info("%s: tune NRMSE %.4f (epoch %d/%d, %.0f s) -> %s", meta["model"],
+             meta["best_tune_nrmse"], meta["best_epoch"], meta["epochs_run"],
              meta["train_seconds"], args.out)
     return 0
 

@@ -9,7 +9,7 @@ import logging
 
 from overnight import cli
 from overnight.windows.build import build_window_cache
-from overnight.windows.split import write_split
+from overnight.windows.split import describe, write_split
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,10 @@ def main(argv: list[str] | None = None) -> int:
                                  enough_subjects=args.enough_subjects)
     split = write_split(args.out, args.split_out, cfg)
     log.info("windows: %d windows from %d subjects (%d recordings, %d skipped, %d duplicate, "
-             "dropped trials %s) in %.1f s with %d worker(s); split %d train / %d val "
-             "subjects", summary["n_windows"], summary["n_subjects"], summary["n_recordings"],
+             "dropped trials %s) in %.1f s with %d worker(s); split %s",
+             summary["n_windows"], summary["n_subjects"], summary["n_recordings"],
              summary["n_skipped"], len(summary["duplicates"]), summary["dropped_trials"],
-             summary["seconds"], summary["workers"], len(split["train"]), len(split["val"]))
+             summary["seconds"], summary["workers"], describe(split))
     return 0
 
 

@@ -104,10 +104,10 @@ def test_two_gloo_processes_train_resume_and_match_one(data, tmp_path):
     singles = [training.train_model("baseline", tiny_data.windows, tiny_data.split,
                                     tmp_path / f"seed{seed}",
                                     cfg.__class__(**{**cfg.__dict__, "seed": seed}))
-               ["best_val_nrmse"] for seed in range(3)]
-    val = load_windows(tiny_data.windows, read_split(tiny_data.split)["val"])
+               ["best_tune_nrmse"] for seed in range(3)]
+    tune = load_windows(tiny_data.windows, read_split(tiny_data.split)["tune"])
     model, _ = load_trained_model(out)
-    ddp = nrmse(val.rt, predict(model, val.eeg))
-    assert ddp == pytest.approx(meta["best_val_nrmse"], rel=1e-5)
+    ddp = nrmse(tune.rt, predict(model, tune.eeg))
+    assert ddp == pytest.approx(meta["best_tune_nrmse"], rel=1e-5)
     print(f"DDP {ddp:.4f}, one process {singles}")
     assert min(singles) - np.ptp(singles) <= ddp <= max(singles) + np.ptp(singles)

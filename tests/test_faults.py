@@ -58,7 +58,7 @@ def setup(tmp_path, tiny_data, champion) -> dict[str, str]:
     return {**os.environ, "VENV": sys.prefix, "SETUP_STAMP": str(tmp_path / "setup-done"),
             "DATA": str(tiny_data.bids_root), "CONFIG": str(tmp_path / "night.toml"),
             "SUBMISSION": str(tmp_path / "submission"), "REPORTS": str(tmp_path / "reports"),
-            "RUNS": str(tmp_path / "runs"), "DATE": DATE, "PREFLIGHT_SUBJECTS": "2"}
+            "RUNS": str(tmp_path / "runs"), "DATE": DATE, "PREFLIGHT_SUBJECTS": "3"}
 
 
 def _files(folder: Path) -> dict[str, str]:

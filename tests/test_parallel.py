@@ -63,5 +63,5 @@ def test_make_j2_trains_two_models_at_once_on_their_own_gpus(tiny_data, tmp_path
         name = stage.removeprefix("train-")
         together, alone = (json.loads((Path(env["WORK"]) / "models" / name / "model.json")
                                       .read_text()) for env in (parallel, serial))
-        assert together["best_val_nrmse"] == pytest.approx(alone["best_val_nrmse"], rel=1e-6)
+        assert together["best_tune_nrmse"] == pytest.approx(alone["best_tune_nrmse"], rel=1e-6)
         assert together["best_epoch"] == alone["best_epoch"]

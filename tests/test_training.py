@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ def test_outputs_and_weights_only_loading(tiny_night):
     assert "input_mean" in state and "branch.feature_std" in state and "rt_max" in state
     history = read_json_lines(out / "history.jsonl")
     assert [row["epoch"] for row in history] == [1, 2]
-    assert min(r["val_nrmse"] for r in history) == pytest.approx(meta["best_val_nrmse"])
+    assert min(r["tune_nrmse"] for r in history) == pytest.approx(meta["best_tune_nrmse"])
 
 
 def test_standardisation_comes_from_the_training_split_only(tiny_night):
@@ -35,12 +36,13 @@ def test_standardisation_comes_from_the_training_split_only(tiny_night):
                                atol=1e-12)
 
 
-def test_best_weights_reproduce_the_recorded_score(tiny_night):
+def test_best_weights_reproduce_the_recorded_tune_score(tiny_night):
     split = read_split(tiny_night.split)
-    val = load_windows(tiny_night.windows, split["val"])
+    tune = load_windows(tiny_night.windows, split["tune"])
     model, meta = load_trained_model(tiny_night.models / "baseline")
-    assert nrmse(val.rt, predict(model, val.eeg)) == pytest.approx(meta["best_val_nrmse"],
-                                                                   rel=1e-5)
+    assert nrmse(tune.rt, predict(model, tune.eeg)) == pytest.approx(meta["best_tune_nrmse"],
+                                                                     rel=1e-5)
+    assert meta["inputs"] == ["eeg"] and meta["n_tune_windows"] == len(tune)
 
 
 def test_resume_after_a_crash_gives_the_same_model(tiny_data, tmp_path, monkeypatch):
@@ -66,7 +68,7 @@ def test_resume_after_a_crash_gives_the_same_model(tiny_data, tmp_path, monkeypa
     resumed = training.train_model("baseline", tiny_data.windows, tiny_data.split,
                                    tmp_path / "crashed", cfg)
 
-    assert resumed["best_val_nrmse"] == pytest.approx(straight["best_val_nrmse"], rel=1e-6)
+    assert resumed["best_tune_nrmse"] == pytest.approx(straight["best_tune_nrmse"], rel=1e-6)
     assert [r["epoch"] for r in read_json_lines(tmp_path / "crashed" / "history.jsonl")] == [
         1, 2, 3]
     a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
@@ -102,7 +104,7 @@ def test_streamed_training_matches_resident_data(tiny_data, tmp_path):
     meta = training.train_model("hybrid", tiny_data.windows, tiny_data.split, tmp_path,
                                 replace(small_slabs, host_cache_gb=0.0, max_epochs=1),
                                 tiny_data.features)
-    assert meta["data_on_device"] is False and np.isfinite(meta["best_val_nrmse"])
+    assert meta["data_on_device"] is False and np.isfinite(meta["best_tune_nrmse"])
 
 
 @pytest.mark.parametrize("name", ["press", "press-hybrid"])
@@ -110,13 +112,13 @@ def test_the_press_models_train_and_reload(tiny_data, tmp_path, name):
     out = tmp_path / name
     meta = training.train_model(name, tiny_data.windows, tiny_data.split, out, TINY_TRAIN,
                                 tiny_data.features)
-    assert np.isfinite(meta["best_val_nrmse"])
+    assert np.isfinite(meta["best_tune_nrmse"])
     assert meta["model_args"]["window_start_s"] == 0.5
     model, _ = load_trained_model(out)
     split = read_split(tiny_data.split)
-    val = load_windows(tiny_data.windows, split["val"])
-    score = nrmse(val.rt.astype(np.float64), predict(model, val.eeg))
-    assert score == pytest.approx(meta["best_val_nrmse"], abs=1e-4)
+    tune = load_windows(tiny_data.windows, split["tune"])
+    score = nrmse(tune.rt.astype(np.float64), predict(model, tune.eeg))
+    assert score == pytest.approx(meta["best_tune_nrmse"], abs=1e-4)
 
 
 def test_an_ensemble_is_the_mean_of_its_seeds_in_one_file(tiny_data, tmp_path):
@@ -131,12 +133,12 @@ def test_an_ensemble_is_the_mean_of_its_seeds_in_one_file(tiny_data, tmp_path):
     first, _ = load_trained_model(tmp_path / "ens" / "member-0")
     second, _ = load_trained_model(tmp_path / "ens" / "member-1")
     split = read_split(tiny_data.split)
-    val = load_windows(tiny_data.windows, split["val"])
-    np.testing.assert_allclose(predict(model, val.eeg),
-                               (predict(first, val.eeg) + predict(second, val.eeg)) / 2,
+    tune = load_windows(tiny_data.windows, split["tune"])
+    np.testing.assert_allclose(predict(model, tune.eeg),
+                               (predict(first, tune.eeg) + predict(second, tune.eeg)) / 2,
                                rtol=1e-5)
-    assert meta["best_val_nrmse"] == pytest.approx(
-        nrmse(val.rt.astype(np.float64), predict(model, val.eeg)), abs=1e-6)
+    assert meta["best_tune_nrmse"] == pytest.approx(
+        nrmse(tune.rt.astype(np.float64), predict(model, tune.eeg)), abs=1e-6)
     assert set(torch.load(tmp_path / "ens" / "model.pt", weights_only=True)) >= {
         "members.0.head.weight", "members.1.head.weight"}
 
@@ -149,3 +151,58 @@ def test_the_clamp_range_is_the_central_training_rts_within_the_plausible_range(
     assert (float(wide["rt_min"]), float(wide["rt_max"])) == pytest.approx((0.2, 3.0))
     odd = training._rt_range(np.full(10, 3.5))  # every RT beyond the plausible range
     assert float(odd["rt_min"]) == float(odd["rt_max"]) == pytest.approx(3.0)
+
+
+def _poison_validation(src: Path, dst: Path, val_rows: np.ndarray, datasets: dict) -> None:
+    """A copy of an HDF5 cache whose validation rows hold ``datasets[name]`` instead."""
+    import shutil
+
+    import h5py
+
+    shutil.copyfile(src, dst)
+    with h5py.File(dst, "r+") as h5:
+        for name, value in datasets.items():
+            for row in val_rows:
+                h5[name][row] = value
+
+
+def test_training_never_reads_a_validation_window(tiny_data, tmp_path, monkeypatch):
+    """Validation windows replaced by NaN (and their RTs by 99 s) change nothing in what
+    training writes, and no read of the caches touches their rows."""
+    import dataclasses
+
+    from overnight.features import cache as feature_cache
+    from overnight.windows import cache as window_cache
+
+    with window_cache.open_cache(tiny_data.windows) as cache:
+        val_rows = np.flatnonzero(np.isin(cache.subjects(), read_split(tiny_data.split)["val"]))
+    poisoned = {"windows": tmp_path / "windows.h5", "features": tmp_path / "features.h5"}
+    _poison_validation(tiny_data.windows, poisoned["windows"], val_rows,
+                       {"eeg": np.nan, "rt": 99.0})
+    _poison_validation(tiny_data.features, poisoned["features"], val_rows,
+                       {"features": np.nan})
+    read = []
+    real_read_rows = window_cache.read_rows
+
+    def recording_read_rows(dataset, index):
+        read.append(np.asarray(index))
+        return real_read_rows(dataset, index)
+
+    monkeypatch.setattr(window_cache, "read_rows", recording_read_rows)
+    monkeypatch.setattr(feature_cache, "read_rows", recording_read_rows)
+    for name, cfg in (("baseline", dataclasses.replace(TINY_TRAIN, ensemble=2)),
+                      ("hybrid", TINY_TRAIN)):
+        metas = {}
+        for kind, windows, features in (("clean", tiny_data.windows, tiny_data.features),
+                                        ("poisoned", poisoned["windows"],
+                                         poisoned["features"])):
+            out = tmp_path / kind / name
+            metas[kind] = training.train_model(name, windows, tiny_data.split, out, cfg,
+                                               features)
+        assert metas["clean"]["best_tune_nrmse"] == metas["poisoned"]["best_tune_nrmse"]
+        clean = torch.load(tmp_path / "clean" / name / "model.pt", weights_only=True)
+        dirty = torch.load(tmp_path / "poisoned" / name / "model.pt", weights_only=True)
+        assert clean.keys() == dirty.keys()
+        for key in clean:
+            torch.testing.assert_close(clean[key], dirty[key], rtol=0, atol=0)
+    assert read and not np.isin(np.concatenate(read), val_rows).any()

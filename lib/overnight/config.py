@@ -92,7 +92,26 @@ class SynthConfig(_Section):
     spatial_sd_m: float = setting(0.0, at_least=0.0)
     # and sd of each subject's shift of the CPP onset, seconds (0: none).
     latency_sd_s: float = setting(0.0, at_least=0.0)
+    # Behaviour, seconds. RTs are drawn with this mean and sd (subject offsets included;
+    # the realised figures also move with the early presses and the deadline),
+    rt_mean_s: float = setting(1.6, above=0.0)
+    rt_sd_s: float = setting(0.4, above=0.0)
+    # the sd of the subjects' mean RTs, part of rt_sd_s (the real releases: about 0.2 s,
+    # 23 % of the RT variance),
+    subject_rt_sd_s: float = setting(0.15, at_least=0.0)
+    # the share of fast guesses, pressed uniformly between early_press_min_s and the window
+    # start (0.5 s: the press lies before the window; the real releases: 2.6 % below 0.5 s),
+    early_press_share: float = setting(0.03, at_least=0.0, below=1.0)
+    early_press_min_s: float = setting(0.3, at_least=0.0, below=0.5)
+    # and the response deadline: a later press is no response, and the trial is dropped,
+    # as in the real files, whose RTs end at 2.42 s.
+    response_deadline_s: float = setting(3.5, above=0.5)
     seed: int = setting(0, at_least=0)  # everything is deterministic from this seed
+
+    def _check_together(self) -> None:
+        if not self.subject_rt_sd_s < self.rt_sd_s:
+            raise ValueError(f"[synth] subject_rt_sd_s = {self.subject_rt_sd_s!r}, rt_sd_s = "
+                             f"{self.rt_sd_s!r}: expected the subjects' part below the whole")
 
 
 @dataclass(frozen=True)
@@ -104,10 +123,17 @@ class WindowsConfig(_Section):
     sfreq_hz: float = setting(100.0, above=0.0)
     window_start_s: float = setting(0.5)  # window start after the stimulus, s (REFERENCE)
     window_stop_s: float = setting(2.5)  # window end after the stimulus, s (REFERENCE)
+    # Signal kept on each side of every window, s (datasets eeg_before/eeg_after; the window
+    # itself is unchanged): training draws shifted crops from it (train.crop_shift_s).
+    margin_s: float = setting(0.5, at_least=0.0)
     l_freq_hz: float = setting(0.5, above=0.0)  # band-pass low edge when resampling, Hz
     # band-pass high edge when resampling, Hz (kept below Nyquist)
     h_freq_hz: float = setting(50.0, above=0.0)
     val_fraction: float = setting(0.2, above=0.0, below=1.0)  # share of subjects held out
+    # Share of the remaining (training) subjects held out as the tune set: early stopping,
+    # the best epoch and every choice made while training are judged on them, so the
+    # validation subjects are read once per model, by compare.
+    tune_fraction: float = setting(0.2, above=0.0, below=1.0)
     split_seed: int = setting(0, at_least=0)  # seed of the subject-disjoint split
     # Releases held out whole for validation, e.g. ["R5"] as the challenge's public
     # leaderboard did; empty: val_fraction of the subjects, drawn with split_seed.
@@ -137,6 +163,11 @@ class WindowsConfig(_Section):
     def n_times(self) -> int:
         """Samples per window at the cache rate (200 for 0.5..2.5 s at 100 Hz)."""
         return to_samples(self.window_stop_s - self.window_start_s, self.sfreq_hz)
+
+    @property
+    def margin_samples(self) -> int:
+        """Samples kept on each side of a window at the cache rate."""
+        return to_samples(self.margin_s, self.sfreq_hz)
 
     def _check_together(self) -> None:
         if self.n_times < 1:
@@ -178,6 +209,25 @@ class TrainConfig(_Section):
     # each window (the challenge's top entries did; scale-free), "train" uses the training
     # split's channel statistics.
     normalization: str = setting("train", choices=("train", "window"))
+    # Augmentation, on training batches only (the tune side and every prediction see the
+    # plain window). Shifted crops: each window is cut up to this many seconds earlier or
+    # later from the cache's margin (windows.margin_s, at least this), its target moved by
+    # the same shift (RT - shift), so the press appears at many places; 0: off.
+    crop_shift_s: float = setting(0.0, at_least=0.0)
+    scale_sd: float = setting(0.0, at_least=0.0)  # each window x exp(N(0, sd)): a gain
+    # each channel x exp(N(0, sd)): an electrode's gain
+    channel_scale_sd: float = setting(0.0, at_least=0.0)
+    # probability that a channel is replaced by its training mean (no signal)
+    channel_dropout: float = setting(0.0, at_least=0.0, below=1.0)
+    noise_sd: float = setting(0.0, at_least=0.0)  # Gaussian noise, in training stds per channel
+    # mixup: each window (and target) mixed with another of the batch, weight Beta(a, a); 0: off
+    mixup_alpha: float = setting(0.0, at_least=0.0)
+    # true: every training subject is drawn equally often (with replacement); false: every
+    # window once per epoch
+    balanced_subjects: bool = setting(False)
+    # The weights scored and saved: an exponential moving average of the trained ones with
+    # this decay per step (0.999: about the last 1,000 steps); 0: the trained weights.
+    ema_decay: float = setting(0.0, at_least=0.0, below=1.0)
     grad_clip: float = setting(1.0, above=0.0)  # max global gradient norm
     max_epochs: int = setting(40, at_least=1)  # upper bound on epochs
     warmup_epochs: int = setting(1, at_least=0)  # linear warm-up before the cosine decay

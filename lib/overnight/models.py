@@ -71,7 +71,9 @@ class RTModel(nn.Module):
     prediction is clamped.
     """
 
-    uses_features = False
+    # What the model reads: the raw window, the neuroscience features, or both (the
+    # features of a submission are computed from the window by the model itself).
+    inputs: tuple[str, ...] = ("eeg",)
     # A library the model needs beyond torch (the submission's docstring names it).
     extra_requirement: str | None = None
 
@@ -92,6 +94,11 @@ class RTModel(nn.Module):
     def unavailable(cls) -> str | None:
         """Why this model cannot be built here (an optional library is missing), or None."""
         return None
+
+    @classmethod
+    def reads_features(cls) -> bool:
+        """Whether training feeds it the precomputed features."""
+        return "features" in cls.inputs
 
     def set_standardization(self, stats: dict[str, torch.Tensor]) -> None:
         """Copy standardisation statistics (fitted on the training split) into the buffers."""
@@ -172,7 +179,7 @@ class FeatureBranch(nn.Module):
 class _WithFeatures(RTModel):
     """A model with a ``FeatureBranch``: its standardisation buffers are the branch's."""
 
-    uses_features = True
+    inputs = ("eeg", "features")
     branch: FeatureBranch
 
     @property
@@ -308,8 +315,6 @@ class EEGNeXPeer(RTModel):
 class Ensemble(nn.Module):
     """The mean of several models of one kind (seeds of one training): one module, one
     weights file. Each member guards its own inputs and outputs, so the mean is safe too."""
-
-    uses_features = False  # members compute their own features from the window
 
     def __init__(self, members: list[RTModel]) -> None:
         super().__init__()

@@ -1,5 +1,8 @@
 """Training one model on the window cache, with early stopping and crash-safe resume.
 
+The model fits the split's training subjects and judges itself on its tune subjects (early
+stopping, the best epoch): it never reads a validation window, which compare reads once.
+
 Outputs in ``out_dir``: ``model.pt`` (best weights, a plain state dict that loads with
 ``weights_only=True``), ``model.json`` (what was trained, how, how well; written last,
 so its presence means the training finished), ``history.jsonl`` (one line per epoch) and
@@ -7,8 +10,8 @@ so its presence means the training finished), ``history.jsonl`` (one line per ep
 
 Under ``torchrun`` (``overnight.distributed``) each process trains on its share of the
 training windows with ``train.batch_size / processes`` per step, DDP averages the gradients,
-and rank 0 alone validates, decides (early stopping, best epoch; the others follow its
-broadcast) and writes the files. The shuffle and the dropout are seeded per epoch and rank,
+and rank 0 alone scores the tune side, decides (early stopping, best epoch; the others follow
+its broadcast) and writes the files. The shuffle and the dropout are seeded per epoch and rank,
 so a run resumes from its checkpoint under the same or another number of processes.
 """
 
@@ -28,14 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from overnight import atomic, distributed
+from overnight import atomic, augment, distributed
 from overnight.config import TrainConfig
 from overnight.evaluation import nrmse, predict
 from overnight.features.cache import open_features
 from overnight.hbn.events import PLAUSIBLE_RT_S
 from overnight.models import MODELS, RTModel, build_model
 from overnight.provenance import code_version
-from overnight.windows.cache import load_windows, open_cache
+from overnight.units import to_samples
+from overnight.windows.cache import WindowCache, load_windows, open_cache
 from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,7 @@ RT_CLAMP_TAIL = 0.005  # share of training RTs below (and above) the clamp range
 
 def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
                 cfg: TrainConfig, features_path: Path | None = None) -> dict[str, Any]:
-    """Train ``model_name`` on the split's training subjects; early-stop on validation NRMSE.
+    """Train ``model_name`` on the split's training subjects; early-stop on the tune NRMSE.
 
     Resumes from ``out_dir/checkpoint.pt`` when it holds the same model and config. With
     ``cfg.ensemble`` > 1, trains that many seeds in ``out_dir/member-<k>/`` (each resumable)
@@ -53,7 +57,7 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     """
     if model_name not in MODELS:
         raise ValueError(f"model={model_name!r}: expected one of {sorted(MODELS)}")
-    uses_features = MODELS[model_name].uses_features
+    uses_features = MODELS[model_name].reads_features()
     if uses_features and features_path is None:
         raise ValueError(f"model {model_name!r} needs the feature cache: pass features_path")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,8 +89,8 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
              if here.size > 1 else "")
 
     # Data: this process's share, on the device when it fits, else streamed in slabs.
-    train, val, y_val_s, stats = load_split_sides(windows_path, split_path, features_path,
-                                                  device, cfg, here)
+    train, tune, y_tune_s, stats = load_split_sides(windows_path, split_path, features_path,
+                                                    device, cfg, here)
     steps_per_epoch = math.ceil(len(train) / batch_per_process)
 
     # Model, optimizer, schedule: the LR follows the effective batch.
@@ -96,6 +100,12 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
     model = build_model(model_name, **model_args).to(device)
     model.set_standardization(stats)
     trainer = distributed.data_parallel(_Standardized(model), device, here)
+    # What is scored and saved: the trained weights, or their moving average.
+    ema = (torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
+        use_buffers=True) if cfg.ema_decay else None)
+    scored = model if ema is None else ema.module
+    augmentation = Augmentation(cfg, train.margin, window_spec["sfreq_hz"])
     batch_ratio = cfg.batch_size / cfg.lr_reference_batch
     peak_lr = cfg.lr * (batch_ratio if cfg.lr_scaling == "linear" else math.sqrt(batch_ratio))
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr,
@@ -107,38 +117,40 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
              "train_seconds": 0.0}
     config_dict = dataclasses.asdict(cfg)
     state = _maybe_resume(out_dir, model_name, config_dict, model, optimizer, scheduler,
-                          state, here)
+                          ema, state, here)
 
-    # One loop: train an epoch, evaluate (rank 0), checkpoint, log, stop.
+    # One loop: train an epoch, score the tune side (rank 0), checkpoint, log, stop.
     history_path = out_dir / "history.jsonl"
     while state["epoch"] < cfg.max_epochs and state["epochs_since_best"] < cfg.patience:
         started = time.perf_counter()
         epoch = state["epoch"] + 1
         generator = _epoch_seeds(cfg.seed, epoch, here)
-        train_loss = _train_epoch(trainer, model, train, optimizer, scheduler, generator,
-                                  batch_per_process, cfg, autocast_dtype, here)
-        val_nrmse = distributed.broadcast(
-            nrmse(y_val_s, evaluate(model, val, cfg.eval_batch_size)) if here.is_main
+        train_loss = _train_epoch(trainer, model, ema, train, optimizer, scheduler, generator,
+                                  batch_per_process, cfg, augmentation, autocast_dtype, here)
+        tune_nrmse = distributed.broadcast(
+            nrmse(y_tune_s, evaluate(scored, tune, cfg.eval_batch_size)) if here.is_main
             else None, here)
         seconds = time.perf_counter() - started
         state["train_seconds"] += seconds
         state["epoch"] = epoch
-        improved = math.isfinite(val_nrmse) and val_nrmse < state["best_nrmse"] - cfg.min_delta
+        improved = (math.isfinite(tune_nrmse)
+                    and tune_nrmse < state["best_nrmse"] - cfg.min_delta)
         if improved:
-            state.update(best_nrmse=val_nrmse, best_epoch=epoch, epochs_since_best=0)
+            state.update(best_nrmse=tune_nrmse, best_epoch=epoch, epochs_since_best=0)
         else:
             state["epochs_since_best"] += 1
         lr = optimizer.param_groups[0]["lr"]
         if here.is_main:
             if improved:
-                _save_state_dict(model, out_dir / "model.pt")
+                _save_state_dict(scored, out_dir / "model.pt")
             _save_checkpoint(out_dir / "checkpoint.pt", model_name, config_dict, model,
-                             optimizer, scheduler, state)
+                             optimizer, scheduler, ema, state)
             atomic.append_line(history_path, json.dumps({
-                "epoch": epoch, "train_loss": train_loss, "val_nrmse": _json_float(val_nrmse),
+                "epoch": epoch, "train_loss": train_loss,
+                "tune_nrmse": _json_float(tune_nrmse),
                 "lr": lr, "seconds": round(seconds, 3)}))
-        log.info("%s epoch %d/%d  train loss %.4f  val NRMSE %.4f  (best %.4f @ %d)  "
-                 "lr %.2e  %.1fs", model_name, epoch, cfg.max_epochs, train_loss, val_nrmse,
+        log.info("%s epoch %d/%d  train loss %.4f  tune NRMSE %.4f  (best %.4f @ %d)  "
+                 "lr %.2e  %.1fs", model_name, epoch, cfg.max_epochs, train_loss, tune_nrmse,
                  state["best_nrmse"], state["best_epoch"], lr, seconds)
         if not math.isfinite(train_loss):
             log.error("%s: training loss is %s at epoch %d; stopping", model_name,
@@ -146,15 +158,16 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
             break
 
     if state["best_epoch"] == 0:
-        raise RuntimeError(f"{model_name}: no epoch gave a finite validation NRMSE")
+        raise RuntimeError(f"{model_name}: no epoch gave a finite tune NRMSE")
     meta = {
-        "model": model_name, "model_args": model_args,
+        "model": model_name, "inputs": list(MODELS[model_name].inputs),
+        "model_args": model_args,
         "n_params": sum(p.numel() for p in model.parameters()),
         "world_size": here.size, "batch_per_process": batch_per_process,
         "effective_batch": cfg.batch_size, "peak_lr": peak_lr, "lr_scaling": cfg.lr_scaling,
-        "best_epoch": state["best_epoch"], "best_val_nrmse": state["best_nrmse"],
+        "best_epoch": state["best_epoch"], "best_tune_nrmse": state["best_nrmse"],
         "epochs_run": state["epoch"], "train_seconds": round(state["train_seconds"], 2),
-        "n_train_windows": len(train) * here.size, "n_val_windows": len(y_val_s),
+        "n_train_windows": len(train) * here.size, "n_tune_windows": len(y_tune_s),
         "data_on_device": train.resident,
         "device": str(device), "precision": "bf16" if autocast_dtype else "fp32",
         "stopped": "early stopping" if state["epochs_since_best"] >= cfg.patience
@@ -166,7 +179,7 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
     if here.is_main:
         atomic.write_json(out_dir / "model.json", meta)
     distributed.barrier(here)  # the files are there before any rank moves on
-    log.info("%s: best val NRMSE %.4f at epoch %d of %d, %.1f s", model_name,
+    log.info("%s: best tune NRMSE %.4f at epoch %d of %d, %.1f s", model_name,
              state["best_nrmse"], state["best_epoch"], state["epoch"], state["train_seconds"])
     return meta
 
@@ -175,7 +188,8 @@ def _record_not_run(model_name: str, out_dir: Path, reason: str) -> dict[str, An
     """A model that cannot be built here: its model.json says why, so the comparison and
     the report show the row as not run and the night goes on."""
     log.warning("%s: not run: %s", model_name, reason)
-    meta = {"model": model_name, "not_run": reason, "code_version": code_version(),
+    meta = {"model": model_name, "inputs": list(MODELS[model_name].inputs), "not_run": reason,
+            "code_version": code_version(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic.write_json(out_dir / "model.json", meta)
     return meta
@@ -198,22 +212,22 @@ def _train_ensemble(model_name: str, windows_path: Path, split_path: Path, out_d
                                           map_location="cpu", weights_only=True))
     _save_state_dict(ensemble, out_dir / "model.pt")
     split = read_split(split_path)
-    val = load_windows(windows_path, split["val"])
-    score = nrmse(val.rt.astype(np.float64), predict(ensemble, val.eeg, cfg.eval_batch_size))
+    tune = load_windows(windows_path, split["tune"])
+    score = nrmse(tune.rt.astype(np.float64), predict(ensemble, tune.eeg, cfg.eval_batch_size))
     meta = {**members[0], "model_args": model_args,
             "n_params": sum(p.numel() for p in ensemble.parameters()),
-            "best_val_nrmse": score,
+            "best_tune_nrmse": score,
             "best_epoch": max(m["best_epoch"] for m in members),
             "epochs_run": max(m["epochs_run"] for m in members),
             "train_seconds": round(sum(m["train_seconds"] for m in members), 2),
             "config": dataclasses.asdict(cfg),
-            "members": [{"seed": m["config"]["seed"], "best_val_nrmse": m["best_val_nrmse"],
+            "members": [{"seed": m["config"]["seed"], "best_tune_nrmse": m["best_tune_nrmse"],
                          "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"]}
                         for m in members],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic.write_json(out_dir / "model.json", meta)
-    log.info("%s: ensemble of %d seeds, val NRMSE %.4f (members %s)", model_name,
-             cfg.ensemble, score, ", ".join(f"{m['best_val_nrmse']:.4f}" for m in members))
+    log.info("%s: ensemble of %d seeds, tune NRMSE %.4f (members %s)", model_name,
+             cfg.ensemble, score, ", ".join(f"{m['best_tune_nrmse']:.4f}" for m in members))
     return meta
 
 
@@ -246,16 +260,21 @@ class SplitSide:
     When they fit (``resident``) they are loaded onto the device once, slab by slab, and
     batches are drawn there; otherwise every pass streams contiguous slabs from the HDF5
     caches, reading the next slab while the current one is in use. Either way the host
-    holds at most two slabs.
+    holds at most two slabs. With ``margin`` > 0 each window comes with that many samples
+    on each side (for shifted crops); ``official`` cuts the window itself back out.
+    ``weights`` (per window) make ``batches`` draw windows with those odds, with
+    replacement, instead of each once.
     """
 
     def __init__(self, windows_path: Path, features_path: Path | None, rows: np.ndarray,
                  targets: np.ndarray, device: torch.device, resident: bool,
-                 slab_windows: int) -> None:
+                 slab_windows: int, margin: int = 0,
+                 weights: np.ndarray | None = None) -> None:
         self.windows_path, self.features_path = windows_path, features_path
         self.rows = rows  # cache rows, ascending
-        self.device, self.resident = device, resident
+        self.device, self.resident, self.margin = device, resident, margin
         self.y = torch.from_numpy(targets.astype(np.float32)).to(device)  # (N,)
+        self.weights = None if weights is None else torch.from_numpy(weights).double()
         n_slabs = max(1, math.ceil(len(rows) / slab_windows))
         self.slabs = np.array_split(np.arange(len(rows)), n_slabs)  # positions into rows
         self.x: torch.Tensor | None = None
@@ -265,6 +284,10 @@ class SplitSide:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def official(self, x: torch.Tensor) -> torch.Tensor:
+        """The windows themselves, (B, C, n_times), from a chunk of this side."""
+        return x[..., self.margin:x.shape[-1] - self.margin] if self.margin else x
 
     def in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, np.ndarray]]:
         """(x, features, positions) chunks covering the side once, in cache order."""
@@ -279,18 +302,25 @@ class SplitSide:
         """(x, features, targets) batches in a seeded random order (slab order, then
         within the slab, when streaming)."""
         if self.x is not None:
-            order = torch.randperm(len(self.rows), generator=generator).to(self.device)
+            order = self._order(np.arange(len(self.rows)), generator).to(self.device)
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 yield self.x[batch], self.f[batch] if self.f is not None else None, self.y[batch]
             return
         slab_order = torch.randperm(len(self.slabs), generator=generator).tolist()
         for positions, x, f in self._stream(slab_order):
-            order = torch.randperm(len(positions), generator=generator).to(self.device)
+            order = self._order(positions, generator).to(self.device)
             y = self.y[torch.from_numpy(positions).to(self.device)]
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 yield x[batch], f[batch] if f is not None else None, y[batch]
+
+    def _order(self, positions: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """Indices into ``positions`` for one pass: a permutation, or weighted draws."""
+        if self.weights is None:
+            return torch.randperm(len(positions), generator=generator)
+        return torch.multinomial(self.weights[torch.from_numpy(positions)], len(positions),
+                                 replacement=True, generator=generator)
 
     def _load(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = f = None
@@ -321,7 +351,7 @@ class SplitSide:
     def _read_slab(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         rows = self.rows[positions]
         with open_cache(self.windows_path) as cache:
-            x = cache.read_eeg(rows)  # (n, C, T)
+            x = cache.read_context(rows) if self.margin else cache.read_eeg(rows)  # (n, C, T)
         f = None
         if self.features_path is not None:
             with open_features(self.features_path) as features:
@@ -334,9 +364,9 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
                      here: distributed.World = distributed.ONE_PROCESS
                      ) -> tuple[SplitSide, SplitSide | None, np.ndarray,
                                 dict[str, torch.Tensor]]:
-    """This process's share of the training side and (rank 0 only) the validation side on
-    ``device``, the validation targets in seconds, and the standardisation fitted on the
-    whole training side.
+    """This process's share of the training side and (rank 0 only) the tune side on
+    ``device``, the tune targets in seconds, and the standardisation fitted on the
+    whole training side. The validation subjects are not read.
 
     Every process gets the same number of training windows (every ``here.size``-th one, a
     few left over), so all take the same number of steps.
@@ -344,31 +374,61 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
     split = read_split(split_path)
     with open_cache(windows_path) as cache:
         subjects, rt, window_bytes = cache.subjects(), cache.rt(), cache.window_bytes
+        margin = crop_margin(cfg, cache)
+        context_bytes = window_bytes * (cache.n_times + 2 * margin) // cache.n_times
     train_rows = np.flatnonzero(np.isin(subjects, split["train"]))
-    val_rows = np.flatnonzero(np.isin(subjects, split["val"]))
-    if len(train_rows) == 0 or len(val_rows) == 0:
+    tune_rows = np.flatnonzero(np.isin(subjects, split["tune"]))
+    if len(train_rows) == 0 or len(tune_rows) == 0:
         raise ValueError(f"{split_path}: the split selects {len(train_rows)} training and "
-                         f"{len(val_rows)} validation windows of {windows_path}")
+                         f"{len(tune_rows)} tune windows of {windows_path}")
     target_mean, target_std = rt[train_rows].mean(), float(_safe_std(rt[train_rows].std()))
     share = train_rows[here.rank::here.size][:len(train_rows) // here.size]
     # the smallest budget of any rank: all keep or all stream, so all take the same steps
     budget = distributed.min_across(_memory_budget(device, cfg), here, device)
-    train_resident = len(share) * window_bytes <= budget
-    val_resident = (len(share) * train_resident + len(val_rows)) * window_bytes <= budget
+    train_resident = len(share) * context_bytes <= budget
+    tune_resident = (len(share) * context_bytes * train_resident
+                     + len(tune_rows) * window_bytes) <= budget
     train = SplitSide(windows_path, features_path, share,
                       (rt[share] - target_mean) / target_std, device, train_resident,
-                      cfg.slab_windows)
-    val = (SplitSide(windows_path, features_path, val_rows, rt[val_rows], device, val_resident,
-                     cfg.slab_windows) if here.is_main else None)
+                      cfg.slab_windows, margin,
+                      _subject_weights(subjects[share]) if cfg.balanced_subjects else None)
+    tune = (SplitSide(windows_path, features_path, tune_rows, rt[tune_rows], device,
+                      tune_resident, cfg.slab_windows) if here.is_main else None)
     stats = {"target_mean": torch.tensor(target_mean), "target_std": torch.tensor(target_std),
              **_rt_range(rt[train_rows]), **_input_stats(train, here)}
-    log.info("data: %d training windows (%d subjects, %s%s), %d validation windows "
+    log.info("data: %d training windows (%d subjects, %s%s), %d tune windows "
              "(%d subjects%s)", len(share), len(split["train"]),
              "on the device" if train_resident else "streamed",
              f"; this process's share of {len(train_rows)}" if here.size > 1 else "",
-             len(val_rows), len(split["val"]),
-             "" if val is None else ", on the device" if val_resident else ", streamed")
-    return train, val, rt[val_rows], stats
+             len(tune_rows), len(split["tune"]),
+             "" if tune is None else ", on the device" if tune_resident else ", streamed")
+    return train, tune, rt[tune_rows], stats
+
+
+def crop_margin(cfg: TrainConfig, cache: WindowCache) -> int:
+    """The margin the training side reads around each window: the cache's own when
+    ``crop_shift_s`` asks for shifted crops, else 0.
+
+    Raises
+    ------
+    ValueError
+        The cache keeps less margin than the shift needs.
+    """
+    if not cfg.crop_shift_s:
+        return 0
+    needed = to_samples(cfg.crop_shift_s, cache.sfreq_hz)
+    if needed > cache.margin_samples:
+        raise ValueError(f"train.crop_shift_s={cfg.crop_shift_s:g} needs {needed} samples on "
+                         f"each side of every window, but {cache.path} keeps "
+                         f"{cache.margin_samples} (windows.margin_s); make the window cache "
+                         "with a margin at least as wide, or lower the shift")
+    return cache.margin_samples
+
+
+def _subject_weights(subjects: np.ndarray) -> np.ndarray:
+    """Per window, 1 / its subject's window count: every subject drawn equally often."""
+    _, inverse, counts = np.unique(subjects, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
 
 
 def _rt_range(rt_s: np.ndarray) -> dict[str, torch.Tensor]:
@@ -395,7 +455,7 @@ def _input_stats(train: SplitSide,
     over every process's share: the statistics of the whole training side)."""
     sums: dict[str, torch.Tensor] = {}
     for x, f, _ in train.in_order():
-        for chunk_x, chunk_f in _chunks(x, f, 4096):
+        for chunk_x, chunk_f in _chunks(train.official(x), f, 4096):
             xd = chunk_x.double()
             _accumulate(sums, "x", xd.sum(dim=(0, 2)), (xd * xd).sum(dim=(0, 2)),
                         chunk_x.shape[0] * chunk_x.shape[2])
@@ -462,17 +522,48 @@ def _epoch_seeds(seed: int, epoch: int, here: distributed.World) -> torch.Genera
     return torch.Generator().manual_seed(epoch_seed)
 
 
-def _train_epoch(trainer: torch.nn.Module, model: RTModel, train: SplitSide,
+class Augmentation:
+    """The training batch as the model sees it: ``cfg``'s augmentations, in the order of
+    ``overnight.augment``'s list (crops first: the others act on what the model sees)."""
+
+    def __init__(self, cfg: TrainConfig, margin: int, sfreq_hz: float) -> None:
+        self.cfg, self.margin, self.sfreq_hz = cfg, margin, sfreq_hz
+        self.max_shift = to_samples(cfg.crop_shift_s, sfreq_hz)
+
+    def __call__(self, model: RTModel, x: torch.Tensor, features: torch.Tensor | None,
+                 y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        cfg = self.cfg
+        if self.margin:
+            x, shift = augment.shifted_crops(x, x.shape[-1] - 2 * self.margin, self.margin,
+                                             self.max_shift)
+            y = y - shift.to(y.dtype) / (self.sfreq_hz * model.target_std)  # RT - shift
+            # The cached features are the official window's; a model that reads features
+            # computes the crop's itself (the same code the submission runs).
+            features = None
+        if cfg.scale_sd or cfg.channel_scale_sd:
+            x = augment.scale(x, cfg.scale_sd, cfg.channel_scale_sd)
+        if cfg.channel_dropout:
+            x = augment.drop_channels(x, cfg.channel_dropout, model.input_mean)
+        if cfg.noise_sd:
+            x = augment.add_noise(x, cfg.noise_sd, model.input_std)
+        if cfg.mixup_alpha:
+            x, features, y = augment.mixup(x, features, y, cfg.mixup_alpha)
+        return x, features, y
+
+
+def _train_epoch(trainer: torch.nn.Module, model: RTModel,
+                 ema: torch.optim.swa_utils.AveragedModel | None, train: SplitSide,
                  optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
-                 batch_size: int, cfg: TrainConfig, autocast_dtype: torch.dtype | None,
-                 here: distributed.World) -> float:
-    """One pass over this process's training windows in a seeded random order; returns the
-    mean loss over every process."""
+                 batch_size: int, cfg: TrainConfig, augmentation: Augmentation,
+                 autocast_dtype: torch.dtype | None, here: distributed.World) -> float:
+    """One pass over this process's training windows in a seeded random order, each batch
+    augmented; returns the mean loss over every process."""
     trainer.train()
     loss_sum = torch.zeros((), device=train.device)  # on the device: no host sync per step
     windows = 0
-    for x, features, y in train.batches(batch_size, generator):
+    for batch in train.batches(batch_size, generator):
+        x, features, y = augmentation(model, *batch)
         with torch.autocast(train.device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             out = trainer(x, features).squeeze(1)
@@ -482,6 +573,8 @@ def _train_epoch(trainer: torch.nn.Module, model: RTModel, train: SplitSide,
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         loss_sum += loss.detach() * len(y)
         windows += len(y)
     totals = torch.stack([loss_sum, torch.tensor(float(windows), device=loss_sum.device)])
@@ -525,16 +618,19 @@ def _save_state_dict(model: RTModel, path: Path) -> None:
 
 def _save_checkpoint(path: Path, model_name: str, config: dict[str, Any], model: RTModel,
                      optimizer: torch.optim.Optimizer, scheduler: Any,
+                     ema: torch.optim.swa_utils.AveragedModel | None,
                      state: dict[str, Any]) -> None:
     checkpoint = {"model_name": model_name, "config": json.dumps(config, sort_keys=True),
                   "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict(), "state": state}
+                  "scheduler": scheduler.state_dict(), "state": state,
+                  "ema": None if ema is None else ema.state_dict()}
     with atomic.atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
 
 def _maybe_resume(out_dir: Path, model_name: str, config: dict[str, Any], model: RTModel,
-                  optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any],
+                  optimizer: torch.optim.Optimizer, scheduler: Any,
+                  ema: torch.optim.swa_utils.AveragedModel | None, state: dict[str, Any],
                   here: distributed.World) -> dict[str, Any]:
     """Continue after the last finished epoch when the checkpoint matches this run (every
     rank reads it; rank 0 tidies the files)."""
@@ -554,12 +650,14 @@ def _maybe_resume(out_dir: Path, model_name: str, config: dict[str, Any], model:
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(checkpoint["ema"])
     state = dict(checkpoint["state"])
     if here.is_main:  # epochs logged after the checkpoint was written are redone
         rows = [r for r in atomic.read_json_lines(history)
                 if r.get("epoch", 0) <= state["epoch"]]
         atomic.write_text(history, "".join(json.dumps(r) + "\n" for r in rows))
-    log.info("%s: resuming after epoch %d (best val NRMSE %.4f at epoch %d)", model_name,
+    log.info("%s: resuming after epoch %d (best tune NRMSE %.4f at epoch %d)", model_name,
              state["epoch"], state["best_nrmse"], state["best_epoch"])
     return state
 

@@ -250,7 +250,7 @@ def _write_windows(path: Path, eeg: np.ndarray) -> None:
              "stim_onset_s": np.arange(n),
              "response_onset_s": np.arange(n) + 1.0, "hand": ["left"] * n,
              "correct": np.ones(n, bool), "recording": np.zeros(n, np.int32)}
-    write_cache_from_chunks(path, [chunk], WindowsConfig(sfreq_hz=SFREQ_HZ,
+    write_cache_from_chunks(path, [chunk], WindowsConfig(sfreq_hz=SFREQ_HZ, margin_s=0.0,
                                                          window_start_s=START_S), "test")
 
 

@@ -65,13 +65,13 @@ def _comparison() -> dict[str, Any]:
 def _write_model(models_dir: Path, name: str, n_epochs: int) -> None:
     folder = models_dir / name
     folder.mkdir(parents=True)
-    lines = [json.dumps({"epoch": e, "train_loss": 1.0 / e, "val_nrmse": 0.7 + 0.2 / e
+    lines = [json.dumps({"epoch": e, "train_loss": 1.0 / e, "tune_nrmse": 0.7 + 0.2 / e
                          + 0.002 * (e - n_epochs + 4) ** 2,
                          "lr": 1e-3, "seconds": 2.0}) for e in range(1, n_epochs + 1)]
     # a crash mid-write leaves a truncated last line, which the report must skip
     (folder / "history.jsonl").write_text("\n".join(lines) + '\n{"epoch": 99, "train_lo')
     (folder / "model.json").write_text(json.dumps({
-        "model": name, "n_params": 52113, "best_epoch": n_epochs, "best_val_nrmse": 0.72,
+        "model": name, "n_params": 52113, "best_epoch": n_epochs, "best_tune_nrmse": 0.72,
         "epochs_run": n_epochs, "train_seconds": 41.2, "device": "cpu", "config": {}}))
 
 
@@ -194,8 +194,8 @@ def test_missing_comparison_gives_red_banner_and_training_numbers(work_dir, tmp_
     assert _banner_class(html) == "failed"
     assert "comparison not available: comparison.json not found" in html
     assert "not available: comparison.json not found" in html  # scatter and subjects
-    assert "validation NRMSE from training" in html
-    assert f'<td class="num">{0.72:.3f}</td>' in html  # best_val_nrmse of model.json
+    assert "tune NRMSE from training" in html
+    assert f'<td class="num">{0.72:.3f}</td>' in html  # best_tune_nrmse of model.json
     assert len(PNG_SRC.findall(html)) == 2  # learning curves and timeline remain
 
 

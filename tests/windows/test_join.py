@@ -57,7 +57,7 @@ def test_joined_release_caches_match_one_cache_of_both(tiny_data, tmp_path):
     runs = {name: train_model("baseline", tmp_path / f"{name}.h5", tmp_path / f"{name}.json",
                               tmp_path / f"model-{name}", TINY_TRAIN)
             for name in ("joined", "both")}
-    assert runs["joined"]["best_val_nrmse"] == runs["both"]["best_val_nrmse"]
+    assert runs["joined"]["best_tune_nrmse"] == runs["both"]["best_tune_nrmse"]
 
     # a part rebuilt since, or gone, is an error, not misaligned windows or zeros
     build_window_cache([roots[1]], parts[1], cfg, progress=False)

@@ -17,7 +17,7 @@ from overnight.config import WindowsConfig
 from overnight.hbn.bids import eeg_path, events_path, write_events, write_recording
 from overnight.hbn.channels import CH_NAMES, index_of
 from overnight.windows.build import build_window_cache
-from overnight.windows.cache import cache_identity, cache_summary, load_windows
+from overnight.windows.cache import cache_identity, cache_summary, load_windows, open_cache
 from overnight.windows.recordings import UnusableRecording, check_signal, find_recordings
 from overnight.windows.split import make_split, read_split, write_split
 from tests.helpers import event_row
@@ -246,21 +246,39 @@ def test_make_split_is_disjoint_and_reproducible() -> None:
     subjects = [f"NDAR{i:03d}" for i in range(20) for _ in range(3)]
     split = make_split(subjects, WindowsConfig(val_fraction=0.2, split_seed=7))
 
-    assert len(split["val"]) == 4 and len(split["train"]) == 16
-    assert not set(split["train"]) & set(split["val"])
-    assert set(split["train"]) | set(split["val"]) == set(subjects)
-    assert split["val"] == sorted(split["val"])
+    # 4 of 20 validate; the tune set is 20 % of the 16 left
+    assert [len(split[side]) for side in ("train", "tune", "val")] == [13, 3, 4]
+    sides = [set(split[side]) for side in ("train", "tune", "val")]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert sides[0] | sides[1] | sides[2] == set(subjects)
+    assert all(split[side] == sorted(split[side]) for side in ("train", "tune", "val"))
     assert make_split(list(reversed(subjects)),
                       WindowsConfig(val_fraction=0.2, split_seed=7)) == split
     assert make_split(subjects, WindowsConfig(val_fraction=0.2, split_seed=8))["val"] \
         != split["val"]
-    # training is never empty
-    assert make_split(["a", "b"], WindowsConfig(val_fraction=0.9))["train"]
+    # the validation side does not move with the tune share
+    other_tune = make_split(subjects, WindowsConfig(val_fraction=0.2, split_seed=7,
+                                                    tune_fraction=0.5))
+    assert other_tune["val"] == split["val"] and len(other_tune["tune"]) == 8
+    # training and tuning are never empty
+    tiny = make_split(["a", "b", "c"], WindowsConfig(val_fraction=0.9, tune_fraction=0.9))
+    assert [len(tiny[side]) for side in ("train", "tune", "val")] == [1, 1, 1]
+
+
+def test_a_side_with_one_window_takes_another_subject() -> None:
+    # "a" has one window: whichever side draws it first takes the next subject too
+    subjects = ["a"] + [s for s in "bcdefghij" for _ in range(5)]
+    for seed in range(20):
+        split = make_split(subjects, WindowsConfig(val_fraction=0.1, tune_fraction=0.1,
+                                                   split_seed=seed))
+        for side in ("tune", "val"):
+            assert sum(subjects.count(s) for s in split[side]) >= 2
+            assert len(split[side]) == (2 if split[side][0] == "a" else 1)
 
 
 def test_make_split_errors() -> None:
-    with pytest.raises(ValueError, match="at least 2"):
-        make_split(["a", "a"], WindowsConfig())
+    with pytest.raises(ValueError, match="at least 3"):
+        make_split(["a", "a", "b"], WindowsConfig())
     with pytest.raises(TypeError, match="subjects"):
         make_split("ab", WindowsConfig())
 
@@ -271,16 +289,23 @@ def test_write_and_read_split(cache: tuple[Path, dict], tmp_path: Path) -> None:
                              WindowsConfig(val_fraction=0.34, split_seed=1))
 
     assert read_split(tmp_path / "split.json") == split
-    assert len(split["val"]) == 1 and len(split["train"]) == 2
+    assert [len(split[side]) for side in ("train", "tune", "val")] == [1, 1, 1]
     assert split["cache"] == cache_identity(cache_path)
     assert split["cache"]["n_windows"] == 9 and split["cache"]["n_subjects"] == 3
 
-    (tmp_path / "bad.json").write_text(json.dumps({"train": ["S01", "S02"], "val": ["S02"]}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train": ["S01", "S02"], "tune": ["S03"], "val": ["S02"]}))
     with pytest.raises(ValueError, match=r"both train and val: \['S02'\]"):
-        read_split(tmp_path / "bad.json")
-    (tmp_path / "bad.json").write_text(json.dumps({"train": ["S01"], "val": []}))
+        read_split(bad)
+    bad.write_text(json.dumps({"train": ["S01"], "tune": ["S01"], "val": ["S02"]}))
+    with pytest.raises(ValueError, match=r"both train and tune: \['S01'\]"):
+        read_split(bad)
+    bad.write_text(json.dumps({"train": ["S01"], "tune": ["S03"], "val": []}))
     with pytest.raises(ValueError, match="'val' must be a non-empty list"):
-        read_split(tmp_path / "bad.json")
+        read_split(bad)
+    bad.write_text(json.dumps({"train": ["S01"], "val": ["S02"]}))
+    with pytest.raises(ValueError, match=r"without a tune set.*make windows"):
+        read_split(bad)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -368,12 +393,12 @@ def test_val_releases_hold_out_whole_releases() -> None:
     subjects = ["A", "A", "B", "C", "D"]
     releases = ["R1", "R1", "R5", "R2", "R5"]
     split = make_split(subjects, WindowsConfig(val_releases=("R5",)), releases)
-    assert (split["train"], split["val"]) == (["A", "C"], ["B", "D"])
+    assert split["val"] == ["B", "D"] and sorted(split["train"] + split["tune"]) == ["A", "C"]
     assert split["val_releases"] == ["R5"]
     with pytest.raises(ValueError, match="no subject of those releases"):
         make_split(subjects, WindowsConfig(val_releases=("R9",)), releases)
     with pytest.raises(ValueError, match="nothing is left to train on"):
-        make_split(subjects, WindowsConfig(val_releases=("R1", "R2", "R5")), releases)
+        make_split(subjects, WindowsConfig(val_releases=("R1", "R5")), releases)
 
 
 def test_enough_subjects_stops_reading(tmp_path: Path) -> None:
@@ -483,3 +508,47 @@ def test_a_reader_that_crashes_skips_only_its_recording(tmp_path: Path, monkeypa
     (skip,) = summary["skipped"]
     assert "sub-A" in skip["path"] and "reader process died" in skip["reason"]
     assert list(load_windows(tmp_path / "w.h5").subject) == ["B", "C"]
+
+
+def test_margins_hold_the_signal_around_each_window(tmp_path: Path) -> None:
+    """The cache keeps margin_s on each side of every window, the recording's edge samples
+    standing in beyond its ends, and the window itself is unchanged."""
+    cfg = WindowsConfig(margin_s=1.0)
+    sfreq_hz, stims_s = 100.0, (0.2, 3.0)
+    duration_s = stims_s[-1] + cfg.window_stop_s + 0.2  # the last margin passes the end
+    n_samples = round(duration_s * sfreq_hz)
+    # every sample tells where it is: a ramp in time, offset per channel
+    data_v = (np.arange(n_samples)[None, :] * 1e-6
+              + np.arange(len(CH_NAMES))[:, None] * 1e-8 + 1e-6)
+    path = eeg_path(tmp_path / "bids", "M", 1, "set")
+    write_recording(path, data_v, sfreq_hz)
+    write_events(events_path(path), _events_rows(stims_s, (1.0, 1.0), duration_s), sfreq_hz)
+    out = tmp_path / "w.h5"
+    build_window_cache(tmp_path / "bids", out, cfg, progress=False)
+
+    margin, n_times = cfg.margin_samples, cfg.n_times
+    padded = np.pad(data_v, ((0, 0), (margin, margin)), mode="edge")
+    with open_cache(out) as cache:
+        assert cache.margin_samples == margin == 100
+        context = cache.read_context(np.arange(2))
+        windows = cache.read_eeg(np.arange(2))
+    assert context.shape == (2, len(CH_NAMES), n_times + 2 * margin)
+    np.testing.assert_array_equal(context[..., margin:margin + n_times], windows)
+    for k, stim_s in enumerate(stims_s):
+        start = round((stim_s + cfg.window_start_s) * sfreq_hz)
+        np.testing.assert_allclose(context[k], padded[:, start:start + n_times + 2 * margin],
+                                   rtol=1e-6)
+    assert (context[0, :, :30] == context[0, :, :1]).all()  # before the recording: sample 0
+    assert (context[1, :, -20:] == context[1, :, -1:]).all()  # past its end: the last one
+    with open_cache(out) as cache:
+        np.testing.assert_array_equal(cache.read_context(np.array([1])), context[1:])
+
+
+def test_a_cache_without_margin_reads_its_windows_as_context(tmp_path: Path) -> None:
+    _write_good(tmp_path / "bids", "A", 1, "set", 100.0, (1.0,), (1.0,), 4.0, "canonical")
+    out = tmp_path / "w.h5"
+    build_window_cache(tmp_path / "bids", out, WindowsConfig(margin_s=0.0), progress=False)
+    with open_cache(out) as cache, h5py.File(out, "r") as h5:
+        assert cache.margin_samples == 0 and "eeg_before" not in h5
+        np.testing.assert_array_equal(cache.read_context(np.array([0])),
+                                      cache.read_eeg(np.array([0])))

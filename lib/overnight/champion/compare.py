@@ -172,14 +172,13 @@ def rollback(model_dir: Path, windows_path: Path, split_path: Path,
 def _score_model(model_dir: Path, eeg: np.ndarray,
                  y_true: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
     meta = json.loads((model_dir / "model.json").read_text())
-    if meta.get("not_run"):
-        return {"name": model_dir.name, "kind": "model", "model": meta["model"],
-                "not_run": meta["not_run"], "nrmse": None, "rmse_s": None,
-                "delta_vs_champion": None}, None
     row = {"name": model_dir.name, "kind": "model", "model": meta["model"],
-           "epochs": meta["epochs_run"], "best_epoch": meta["best_epoch"],
-           "n_params": meta["n_params"], "train_seconds": meta["train_seconds"],
-           "delta_vs_champion": None}
+           "inputs": meta.get("inputs"), "delta_vs_champion": None}
+    if meta.get("not_run"):
+        return {**row, "not_run": meta["not_run"], "nrmse": None, "rmse_s": None}, None
+    row.update(epochs=meta["epochs_run"], best_epoch=meta["best_epoch"],
+               n_params=meta["n_params"], train_seconds=meta["train_seconds"],
+               tune_nrmse=meta.get("best_tune_nrmse"))
     try:
         model, _ = load_trained_model(model_dir)
         pred = predict(model, eeg)

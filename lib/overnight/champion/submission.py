@@ -76,7 +76,7 @@ def submission_source(meta: dict[str, Any], weights_name: str) -> str:
                 "source": _embeddable_source(importlib.import_module(name)).strip("\n")}
                for name in EMBEDDED_MODULES]
     return _template().render(
-        model=meta["model"], nrmse=meta["best_val_nrmse"], best_epoch=meta["best_epoch"],
+        model=meta["model"], nrmse=meta["best_tune_nrmse"], best_epoch=meta["best_epoch"],
         created=meta["created"], code_version=meta["code_version"], modules=modules,
         model_args=meta["model_args"], weights=weights_name,
         challenge_2_constant=CHALLENGE_2_CONSTANT,

@@ -68,13 +68,8 @@ TRUTH_COLUMNS = ("participant_id", "run", "trial", "stim_onset_s", "rt_s", "rt_e
 N_RELEASES = 5  # subjects cycle through R1..R5 (R5 is HBN's validation release)
 P_MISSING_SCORE = 0.05  # a psychopathology score is n/a in participants.tsv
 
-# Behaviour (seconds). RT_SD_S is the total RT spread, subject offsets included.
-RT_MEAN_S = 1.6
-RT_SD_S = 0.4
-SUBJECT_RT_SD_S = 0.15  # sd of subject mean RTs, part of the encoded RT
-RT_RANGE_S = (0.3, 3.5)  # RTs are clipped to this range
-P_EARLY_PRESS = 0.03  # fast guesses, pressed before the window opens
-EARLY_RT_RANGE_S = (0.3, 0.5)
+# Behaviour (seconds); the RT distribution is set by SynthConfig.
+RT_RANGE_S = (0.3, 3.5)  # RTs drawn from the normal part are clipped to this range
 P_NO_RESPONSE = 0.05
 P_DOUBLE_PRESS = 0.08  # a second press after the first (feedback non_target)
 P_WRONG_HAND = 0.03  # press with the hand opposite the target: sad_face
@@ -151,7 +146,7 @@ class _Subject:
     age: float
     scores: tuple[float, ...]  # p_factor, attention, internalizing, externalizing; NaN: n/a
     ehq_total: float  # handedness score, -100..100
-    rt_offset_s: float  # subject mean RT minus RT_MEAN_S (before scaling by the share)
+    rt_offset_s: float  # subject mean RT minus rt_mean_s (before scaling by the share)
     gain: float  # multiplies the task signals
     latency_s: float  # shifts the subject's CPP onset (the harder setting's latency spread)
     noise_scale: float  # multiplies the background
@@ -244,7 +239,8 @@ def generate_dataset(root: Path, cfg: SynthConfig, progress: bool = True) -> dic
 
 
 def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0,
-                     seed: int = 0, unexplained_rt_share: float = 0.25) -> dict[str, np.ndarray]:
+                     seed: int = 0, unexplained_rt_share: float = 0.25,
+                     margin_s: float = 0.0) -> dict[str, np.ndarray]:
     """Challenge 1 windows (stimulus +0.5..+2.5 s) with the physiology of the BIDS tree.
 
     Every window has a response. Windows go to subjects in turn (window ``i`` to subject
@@ -264,13 +260,16 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
         Non-negative seed.
     unexplained_rt_share : float, default 0.25
         Share of RT variance the EEG does not carry, 0..1.
+    margin_s : float, default 0.0
+        Signal returned on each side of every window (``before``, ``after``), seconds.
 
     Returns
     -------
     dict
         ``eeg`` (n, 129, 2 s x sfreq_hz) float32 volts, ``rt`` and ``rt_encoded`` (n,)
         float32 seconds, ``subject`` (n,) str BIDS labels, ``release`` (n,) str,
-        ``hand`` (n,) str ``"left"``/``"right"``.
+        ``hand`` (n,) str ``"left"``/``"right"``; with a margin, ``before`` and ``after``
+        (n, 129, margin) float32 volts.
 
     Raises
     ------
@@ -278,18 +277,19 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
         An argument has the wrong type or is out of range.
     """
     check_int("n_windows", n_windows, minimum=1)
-    # The config owns the allowed values of the rest.
-    SynthConfig(n_subjects=n_subjects, sfreq_hz=sfreq_hz, seed=seed,
-                unexplained_rt_share=unexplained_rt_share)
+    # The config owns the allowed values of the rest, and the default behaviour.
+    behaviour = SynthConfig(n_subjects=n_subjects, sfreq_hz=sfreq_hz, seed=seed,
+                            unexplained_rt_share=unexplained_rt_share)
     window_samples = to_samples(WINDOW_S[1] - WINDOW_S[0], sfreq_hz)
-    first = to_samples(SEGMENT_MARGIN_S, sfreq_hz)
+    margin = to_samples(margin_s, sfreq_hz)
+    first = to_samples(SEGMENT_MARGIN_S, sfreq_hz) + margin
     n_segment = window_samples + 2 * first
     times_s = np.arange(n_segment) / sfreq_hz
     stim_s = -(WINDOW_S[0] - first / sfreq_hz)  # segments start a margin before the window
-    window = slice(first, first + window_samples)
+    window = slice(first - margin, first + window_samples + margin)
     batch = max(1, MAX_BATCH_VALUES // (N_CHANS * n_segment))
     out = {
-        "eeg": np.empty((n_windows, N_CHANS, window_samples), np.float32),
+        "eeg": np.empty((n_windows, N_CHANS, window_samples + 2 * margin), np.float32),
         "rt": np.empty(n_windows, np.float32),
         "rt_encoded": np.empty(n_windows, np.float32),
         "subject": np.empty(n_windows, "<U12"),
@@ -299,7 +299,7 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
     owner = np.arange(n_windows) % n_subjects
     for index, (subject, rng) in enumerate(_draw_subjects(seed, n_subjects)):
         rows = np.flatnonzero(owner == index)
-        responses = _draw_responses(rng, subject, rows.size, unexplained_rt_share, sfreq_hz)
+        responses = _draw_responses(rng, subject, rows.size, behaviour, sfreq_hz)
         out["rt"][rows] = responses.rt_s
         out["rt_encoded"][rows] = responses.rt_encoded_s
         out["subject"][rows] = subject.label
@@ -312,6 +312,10 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
             segments = _simulate_eeg(rng, subject, times_s, sfreq_hz, stim, rt_encoded,
                                      responses.hand_right[part, None])
             out["eeg"][rows[part]] = segments[..., window]
+    if margin:
+        wide = out.pop("eeg")
+        out.update(eeg=wide[..., margin:margin + window_samples], before=wide[..., :margin],
+                   after=wide[..., margin + window_samples:])
     return out
 
 
@@ -368,7 +372,7 @@ def _draw_subject(rng: np.random.Generator, label: str, release: str,
     fields = dict(
         label=label, release=release, sex=str(rng.choice(["M", "F"])),
         age=float(rng.uniform(5.0, 21.0)),
-        rt_offset_s=float(rng.normal(0.0, SUBJECT_RT_SD_S)), gain=float(gain),
+        rt_offset_s=float(rng.normal(0.0, variation.subject_rt_sd_s)), gain=float(gain),
         latency_s=latency_s,
         noise_scale=float(noise_scale), alpha_hz=float(rng.uniform(*ALPHA_HZ)),
         beta_hz=float(rng.uniform(*BETA_HZ)), mixing_v=mixing.astype(np.float32))
@@ -400,20 +404,22 @@ def _on_grid(t_s: Any, sfreq_hz: float) -> Any:
     return to_samples(np.asarray(t_s, dtype=np.float64), sfreq_hz) / sfreq_hz
 
 
-def _draw_responses(rng: np.random.Generator, subject: _Subject, n: int, share: float,
+def _draw_responses(rng: np.random.Generator, subject: _Subject, n: int, cfg: SynthConfig,
                     sfreq_hz: float) -> _Responses:
     """RTs split into encoded and unexplained parts, target sides and responding hands.
 
     ``rt_encoded`` (subject offset plus trial variation) holds ``1 - share`` of the RT
-    variance and the independent unexplained part ``share``; fast guesses are pressed
-    before the window opens and are fully encoded (the press is a real motor event).
+    variance and the independent unexplained part ``share`` (``unexplained_rt_share``);
+    fast guesses are pressed before the window opens and are fully encoded (the press is a
+    real motor event).
     """
-    trial_sd_s = math.sqrt(RT_SD_S**2 - SUBJECT_RT_SD_S**2)
-    encoded = RT_MEAN_S + math.sqrt(1.0 - share) * (
+    share = cfg.unexplained_rt_share
+    trial_sd_s = math.sqrt(cfg.rt_sd_s**2 - cfg.subject_rt_sd_s**2)
+    encoded = cfg.rt_mean_s + math.sqrt(1.0 - share) * (
         subject.rt_offset_s + rng.normal(0.0, trial_sd_s, n))
-    rt = encoded + rng.normal(0.0, math.sqrt(share) * RT_SD_S, n)
-    early = rng.random(n) < P_EARLY_PRESS
-    early_rt = rng.uniform(*EARLY_RT_RANGE_S, n)
+    rt = encoded + rng.normal(0.0, math.sqrt(share) * cfg.rt_sd_s, n)
+    early = rng.random(n) < cfg.early_press_share
+    early_rt = rng.uniform(cfg.early_press_min_s, WINDOW_S[0], n)
     target_right = rng.random(n) < 0.5
     wrong_hand = rng.random(n) < P_WRONG_HAND
     return _Responses(
@@ -427,17 +433,19 @@ def _event(onset_s: float, value: str, feedback: str | None = None) -> dict[str,
             "feedback": feedback}
 
 
-def _plan_run(rng: np.random.Generator, subject: _Subject, n_trials: int, sfreq_hz: float,
-              share: float) -> _RunPlan:
+def _plan_run(rng: np.random.Generator, subject: _Subject, cfg: SynthConfig) -> _RunPlan:
     """Events of one run, as the real files write them: break, block start(s), trials with
-    their quirks, break, 9999 (no end_experiment). ``n_trials`` per block."""
+    their quirks, break, 9999 (no end_experiment). ``cfg.trials_per_run`` per block."""
+    sfreq_hz = cfg.sfreq_hz
     two_blocks = bool(rng.random() < P_TWO_BLOCKS)
     n_blocks = 2 if two_blocks else 1
-    trials_per_block = n_trials
-    n_trials *= n_blocks
-    responses = _draw_responses(rng, subject, n_trials, share, sfreq_hz)
+    trials_per_block = cfg.trials_per_run
+    n_trials = trials_per_block * n_blocks
+    responses = _draw_responses(rng, subject, n_trials, cfg, sfreq_hz)
     has_target = rng.random(n_trials) >= P_NO_TARGET
-    responded = (rng.random(n_trials) >= P_NO_RESPONSE) & has_target
+    # A press after the deadline is no response: the subject missed the trial.
+    responded = ((rng.random(n_trials) >= P_NO_RESPONSE) & has_target
+                 & (responses.rt_s <= cfg.response_deadline_s))
     double = (rng.random(n_trials) < P_DOUBLE_PRESS) & responded
     early = rng.random(n_trials) < P_PRESS_BEFORE_TARGET
     early_press_s = rng.uniform(*EARLY_PRESS_S, n_trials)
@@ -668,8 +676,7 @@ def _write_subject(root: Path, staging: Path, subject: _Subject, rng: np.random.
     """Write one subject's runs into ``staging``, move them into place, return truth rows."""
     truth = []
     for run in range(1, cfg.runs_per_subject + 1):
-        plan = _plan_run(rng, subject, cfg.trials_per_run, cfg.sfreq_hz,
-                         cfg.unexplained_rt_share)
+        plan = _plan_run(rng, subject, cfg)
         counts.update(plan.counts)
         has_eeg = np.isfinite(plan.rt_encoded_s)
         times_s = np.arange(math.ceil(plan.duration_s * cfg.sfreq_hz)) / cfg.sfreq_hz
@@ -739,23 +746,26 @@ def _dataset_description() -> dict[str, Any]:
 
 
 def simulated_cache_chunks(n_windows: int, *, windows_per_subject: int = 85,
-                           chunk_windows: int = 4096, seed: int = 0
+                           chunk_windows: int = 4096, seed: int = 0, margin_s: float = 0.0
                            ) -> Iterator[dict[str, np.ndarray]]:
     """Window-cache chunks of simulated windows, without BIDS (for the real-size benchmark).
 
     Each chunk has its own subjects (about ``windows_per_subject`` windows each, as in HBN)
     and is sorted by subject, as a cache built from recordings is. Yields dicts with every
-    column of the window cache (see ``overnight.windows.cache.write_cache_from_chunks``).
+    column of the window cache (see ``overnight.windows.cache.write_cache_from_chunks``),
+    the margins (``margin_s`` on each side) included when there are any.
     """
     check_int("n_windows", n_windows, minimum=1)
     check_int("chunk_windows", chunk_windows, minimum=1)
     for number, start in enumerate(range(0, n_windows, chunk_windows)):
         n = min(chunk_windows, n_windows - start)
         sim = simulate_windows(n, n_subjects=max(1, round(n / windows_per_subject)),
-                               seed=seed * 100_003 + number)
+                               seed=seed * 100_003 + number, margin_s=margin_s)
         order = np.argsort(sim["subject"], kind="stable")
         stim_onset_s = 10.0 + 5.0 * np.arange(n)  # nominal: the windows have no recording
-        yield {
+        margins = {f"eeg_{side}": sim[side][order] for side in ("before", "after")
+                   if side in sim}
+        yield {**margins,
             "eeg": sim["eeg"][order], "rt": sim["rt"][order],
             "subject": sim["subject"][order].astype(object),
             "release": sim["release"][order].astype(object),

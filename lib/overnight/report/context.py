@@ -281,7 +281,7 @@ def _table_rows(comparison: dict | None, runs: dict[str, dict[str, Any]]) -> lis
     if comparison is not None:
         return [_model_row(raw) for raw in comparison["rows"]]
     return [_model_row({"name": name, "kind": "model", "not_run": meta.get("not_run"),
-                        "nrmse": meta.get("best_val_nrmse"),
+                        "nrmse": meta.get("best_tune_nrmse"),
                         "epochs": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
                         "n_params": meta.get("n_params"),
                         "train_seconds": meta.get("train_seconds")})
@@ -308,7 +308,7 @@ def _table_section(comparison: dict | None, comparison_note: str | None,
     if not rows:
         return {"note": comparison_note or "no models"}
     source = None if comparison else (f"comparison not available ({comparison_note}): "
-                                      "validation NRMSE from training (models/*/model.json), "
+                                      "tune NRMSE from training (models/*/model.json), "
                                       "no champion gate was run")
     return {"note": None, "rows": rows, "source": source,
             "margin": _number(comparison.get("margin")) if comparison else None,
@@ -369,7 +369,7 @@ def _curves_section(runs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
 def _run_details(name: str, meta: dict[str, Any]) -> dict[str, Any]:
     """What model.json says about one training run, numbers as float or None."""
     details = {key: _number(meta.get(key)) for key in
-               ("epochs_run", "best_epoch", "best_val_nrmse", "n_params", "train_seconds")}
+               ("epochs_run", "best_epoch", "best_tune_nrmse", "n_params", "train_seconds")}
     texts = {key: None if meta.get(key) is None else str(meta[key])
              for key in ("device", "precision", "stopped")}
     return {"name": name, **details, **texts}

@@ -41,12 +41,12 @@ def _stage_end(stage: dict[str, Any]) -> datetime:
 
 
 def plot_curves(histories: dict[str, list[dict]], colors: dict[str, str]) -> str:
-    """Training loss and validation NRMSE per epoch, one line per model."""
+    """Training loss and tune NRMSE per epoch, one line per model."""
     fig = _figure(3.0)
     ax_loss, ax_val = fig.subplots(1, 2)
     for name, history in histories.items():
         epochs = float_array([h.get("epoch") for h in history])
-        val = float_array([h.get("val_nrmse") for h in history])
+        val = float_array([h.get("tune_nrmse") for h in history])
         name_label = label(name)
         ax_loss.plot(epochs, float_array([h.get("train_loss") for h in history]),
                      color=colors[name], label=name_label, marker=".")
@@ -59,7 +59,7 @@ def plot_curves(histories: dict[str, list[dict]], colors: dict[str, str]) -> str
     ax_val.annotate("mean predictor", (1.0, 1.0), xycoords=("axes fraction", "data"),
                     ha="right", va="bottom", fontsize=8, color=OTHER_COLOR)
     ax_loss.set(title="training loss", xlabel="epoch")
-    ax_val.set(title="validation NRMSE (circle: best epoch)", xlabel="epoch")
+    ax_val.set(title="tune NRMSE (circle: best epoch)", xlabel="epoch")
     for ax in (ax_loss, ax_val):
         _style(ax)
     ax_val.legend(fontsize=8, frameon=False)

@@ -257,7 +257,7 @@ def _source(rec: Recording, cut: RecordingWindows) -> dict[str, Any]:
 def _columns(rec: Recording, cut: RecordingWindows, recording_index: int) -> dict[str, Any]:
     trials = cut.trials
     return {
-        "eeg": cut.eeg,
+        "eeg": cut.eeg, "eeg_before": cut.before, "eeg_after": cut.after,
         "rt": [t.rt_s for t in trials],
         "subject": [rec.subject] * len(trials),
         "release": [rec.release] * len(trials),

@@ -1,7 +1,9 @@
 """The window cache's schema: the one module that writes and reads it.
 
 Datasets, one row per window: ``eeg`` (N, 129, n_times) float32 volts, chunked by window,
-and the columns of ``COLUMNS``. Attributes: the rate, the window, the channel names, the
+the columns of ``COLUMNS`` and, when the cache keeps a margin, ``eeg_before`` and
+``eeg_after`` (N, 129, margin): the signal on each side of the window, which training cuts
+shifted crops from (``read_context``). Attributes: the rate, the window, the channel names, the
 BIDS roots, the sources (with each recording's signal checks), the skipped recordings,
 the duplicate subjects and the dropped trials, the config and the code version.
 ``open_cache`` reads it; ``create_cache`` and ``CacheWriter`` write it.
@@ -38,6 +40,7 @@ from overnight.provenance import code_version
 
 _STRINGS = h5py.string_dtype(encoding="utf-8")
 EEG = "eeg"
+MARGINS = ("eeg_before", "eeg_after")  # the signal on each side of a window
 # Per-window columns beside ``eeg``: name -> dtype.
 COLUMNS: dict[str, Any] = {
     "rt": np.float32, "subject": _STRINGS, "release": _STRINGS, "run": np.int16,
@@ -47,7 +50,7 @@ COLUMNS: dict[str, Any] = {
 }
 _REQUIRED_ATTRS = ("sfreq_hz", "window_start_s", "window_stop_s", "created")
 # Attributes every part of a join must share: the windows mean the same thing.
-_SAME_IN_PARTS = ("sfreq_hz", "window_start_s", "window_stop_s", "n_times")
+_SAME_IN_PARTS = ("sfreq_hz", "window_start_s", "window_stop_s", "n_times", "margin_samples")
 
 
 # ---------------------------------------------------------------------------- writing
@@ -61,6 +64,13 @@ class CacheWriter:
         h5.create_dataset(EEG, shape=(0, N_CHANS, cfg.n_times),
                           maxshape=(None, N_CHANS, cfg.n_times), dtype=np.float32,
                           chunks=(1, N_CHANS, cfg.n_times))
+        self._widths = {EEG: cfg.n_times}
+        if cfg.margin_samples:
+            for name in MARGINS:
+                h5.create_dataset(name, shape=(0, N_CHANS, cfg.margin_samples),
+                                  maxshape=(None, N_CHANS, cfg.margin_samples),
+                                  dtype=np.float32, chunks=(1, N_CHANS, cfg.margin_samples))
+                self._widths[name] = cfg.margin_samples
         for name, dtype in COLUMNS.items():
             h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
 
@@ -69,18 +79,23 @@ class CacheWriter:
         return int(self._h5[EEG].shape[0])
 
     def append(self, columns: Mapping[str, Any]) -> None:
-        """Append windows: ``columns`` maps ``eeg`` and every name of ``COLUMNS`` to arrays
-        of one length."""
-        missing = sorted({EEG, *COLUMNS} - set(columns))
+        """Append windows: ``columns`` maps ``eeg``, every name of ``COLUMNS`` and, when the
+        cache keeps a margin, ``eeg_before`` and ``eeg_after`` to arrays of one length
+        (margins given to a cache without one are ignored)."""
+        missing = sorted({*self._widths, *COLUMNS} - set(columns))
         if missing:
-            raise ValueError(f"windows lack the column(s) {missing}")
-        shape = np.shape(columns[EEG])[1:]
-        if shape != (N_CHANS, self._cfg.n_times):
-            raise ValueError(f"eeg windows have shape {shape}; expected "
-                             f"({N_CHANS}, {self._cfg.n_times})")
+            raise ValueError(f"windows lack the column(s) {missing}"
+                             + (f" (the cache keeps a margin of {self._cfg.margin_s:g} s)"
+                                if set(missing) & set(MARGINS) else ""))
+        for name, width in self._widths.items():
+            shape = np.shape(columns[name])[1:]
+            if shape != (N_CHANS, width):
+                raise ValueError(f"{name} windows have shape {shape}; expected "
+                                 f"({N_CHANS}, {width})")
         start = self.n_windows
         stop = start + len(columns[EEG])
-        for name, values in columns.items():
+        for name in [*self._widths, *COLUMNS]:
+            values = columns[name]
             self._h5[name].resize(stop, axis=0)
             self._h5[name][start:stop] = values
 
@@ -93,6 +108,7 @@ class CacheWriter:
             "window_start_s": self._cfg.window_start_s,
             "window_stop_s": self._cfg.window_stop_s,
             "n_times": self._cfg.n_times,
+            "margin_samples": self._cfg.margin_samples,
             "ch_names": list(CH_NAMES),
             "bids_roots": json.dumps([str(root) for root in bids_roots]),
             "sources": json.dumps(sources),
@@ -159,14 +175,14 @@ def join_caches(parts: list[Path], out_path: str | os.PathLike[str]) -> int:
     total = sum(info["n"] for info in infos)
     out = as_path(out_path, "out_path")
     with atomic_path(out, suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
-        layout = h5py.VirtualLayout(shape=(total, N_CHANS, first["attrs"]["n_times"]),
-                                    dtype=np.float32)
-        start = 0
-        for part, info in zip(parts, infos, strict=True):
-            layout[start:start + info["n"]] = h5py.VirtualSource(str(part), EEG,
-                                                                 shape=info["shape"])
-            start += info["n"]
-        h5.create_virtual_dataset(EEG, layout)
+        for name, shape in first["shapes"].items():
+            layout = h5py.VirtualLayout(shape=(total, *shape[1:]), dtype=np.float32)
+            start = 0
+            for part, info in zip(parts, infos, strict=True):
+                layout[start:start + info["n"]] = h5py.VirtualSource(
+                    str(part), name, shape=info["shapes"][name])
+                start += info["n"]
+            h5.create_virtual_dataset(name, layout)
         offsets = np.cumsum([0] + [len(info["sources"]) for info in infos[:-1]])
         for name, dtype in COLUMNS.items():
             values = [info[name] + offset if name == "recording" else info[name]
@@ -190,9 +206,11 @@ def join_caches(parts: list[Path], out_path: str | os.PathLike[str]) -> int:
 def _part_info(part: Path) -> dict[str, Any]:
     with open_cache(part) as cache:
         h5 = cache._h5
-        return {"n": cache.n_windows, "shape": h5[EEG].shape,
-                "attrs": {k: h5.attrs[k] for k in (*_SAME_IN_PARTS, "ch_names", "config",
-                                                   "created")},
+        return {"n": cache.n_windows,
+                "shapes": {name: h5[name].shape for name in (EEG, *MARGINS) if name in h5},
+                "attrs": {**{k: h5.attrs[k] for k in (*_SAME_IN_PARTS, "ch_names", "config",
+                                                      "created") if k != "margin_samples"},
+                          "margin_samples": cache.margin_samples},
                 **{name: cache.column(name) for name in COLUMNS},
                 **{k: cache.attr_json(k) for k in ("bids_roots", "sources", "skipped",
                                                    "duplicates", "dropped_trials")}}
@@ -233,6 +251,12 @@ class WindowCache:
         return float(self._h5.attrs["sfreq_hz"])
 
     @property
+    def margin_samples(self) -> int:
+        """Samples kept on each side of every window (0: none; caches made before margins
+        were kept have none)."""
+        return int(self._h5.attrs.get("margin_samples", 0))
+
+    @property
     def window_start_s(self) -> float:
         return float(self._h5.attrs["window_start_s"])
 
@@ -258,6 +282,14 @@ class WindowCache:
     def read_eeg(self, rows: np.ndarray) -> np.ndarray:
         """Windows ``rows`` (ascending), one read per contiguous run."""
         return read_rows(self.eeg, rows)
+
+    def read_context(self, rows: np.ndarray) -> np.ndarray:
+        """Windows ``rows`` (ascending) with their margins, (n, 129, margin + n_times +
+        margin): the window lies at ``margin_samples``."""
+        if not self.margin_samples:
+            return self.read_eeg(rows)
+        before, after = (read_rows(self._h5[name], rows) for name in MARGINS)
+        return np.concatenate([before, self.read_eeg(rows), after], axis=2)
 
     def attr_json(self, name: str) -> Any:
         """A JSON attribute (``bids_roots``, ``sources``, ``skipped``, ``duplicates``,

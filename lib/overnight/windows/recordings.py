@@ -78,6 +78,10 @@ class RecordingWindows:
     input_sfreq_hz: float
     dropped: Counter[str]
     signal: SignalCheck
+    # (n, 129, margin) float32 volts before and after each window; past either end of the
+    # recording, its first or last sample repeated
+    before: np.ndarray
+    after: np.ndarray
 
 
 def find_recordings(bids_root: str | os.PathLike[str]) -> list[Recording]:
@@ -148,6 +152,10 @@ def cut_windows(rec: Recording, cfg: WindowsConfig) -> RecordingWindows:
         raise UnusableRecording(f"no valid trial in the events ({counts_text(dropped)})")
     data_v, input_sfreq_hz = _read_eeg(rec.eeg_path, cfg)
     signal = check_signal(data_v, cfg)
+    margin = cfg.margin_samples
+    # The margins may reach past the recording: edge samples stand in, so that a margin
+    # never costs an official window.
+    padded = np.pad(data_v, ((0, 0), (margin, margin)), mode="edge")
     windows, kept = [], []
     for trial in trials:
         start = to_samples(trial.stim_onset_s + cfg.window_start_s, cfg.sfreq_hz)
@@ -161,12 +169,14 @@ def cut_windows(rec: Recording, cfg: WindowsConfig) -> RecordingWindows:
         elif (window.std(axis=1) < cfg.flat_channel_std_v).all():
             dropped[FLAT_WINDOW] += 1
         else:
-            windows.append(window)
+            windows.append(padded[:, start:start + cfg.n_times + 2 * margin])
             kept.append(trial)
     if not kept:
         raise UnusableRecording(f"no valid trial ({counts_text(dropped)})")
-    return RecordingWindows(np.stack(windows).astype(np.float32), kept, input_sfreq_hz,
-                            dropped, signal)
+    wide = np.stack(windows).astype(np.float32)  # (n, 129, margin + n_times + margin)
+    return RecordingWindows(wide[..., margin:margin + cfg.n_times], kept, input_sfreq_hz,
+                            dropped, signal, before=wide[..., :margin],
+                            after=wide[..., margin + cfg.n_times:])
 
 
 def check_signal(data_v: np.ndarray, cfg: WindowsConfig) -> SignalCheck:
