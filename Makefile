@@ -123,8 +123,8 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
 
 .PHONY: help setup demo synth overnight night-command ready preflight device windows features \
         train-baseline train-hybrid train-press train-press-hybrid train-eegnex models compare \
-        report rollback verify image status logs install-cron test test-all test-eegnex lint clean \
-        distclean bench bench-windows bench-models bench-data setup-eegnex
+        report rollback verify image status logs install-cron test test-all test-eegnex test-eegdash \
+        lint clean distclean bench bench-windows bench-models bench-data setup-eegnex
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -139,9 +139,9 @@ demo: setup ## set up, make the synthetic dataset and run the whole chain in wor
 	+$(MAKE) --no-print-directory synth overnight WORK=$(DEMO_WORK) \
 	    TRUTH=$(SYNTH_DATA)/derivatives/synth/truth.tsv
 
-test: setup ## lint and run the default test suite (no GPU, no slow tests)
+test: setup ## lint and run the default test suite (no GPU, no slow tests, no eegdash rerun)
 	$(PY) -m ruff check lib jobs tests bench
-	$(PY) -m pytest -q -m "not slow and not gpu"
+	$(PY) -m pytest -q -m "not slow and not gpu and not eegdash"
 
 ## ---- Every night ----
 overnight: | $(READY) ## tonight's chain in WORK (runs/<date>): preflight, stages, report; resumes
@@ -287,6 +287,9 @@ setup-eegnex: setup ## optional: braindecode's EEGNeX, with torch/torchaudio 2.1
 
 test-eegnex: setup ## the EEGNeX tests (after make setup-eegnex, or in a container image)
 	$(PY) -m pytest -q -m eegnex
+
+test-eegdash: setup ## rerun eegdash's own trial logic on R1's real events (tests/data/hbn-r1)
+	$(PY) -m pytest -q -m eegdash
 
 test-all: setup ## every test, slow ones included (GPU tests run when a GPU is visible)
 	$(PY) -m pytest -q -m "not gpu"

@@ -4,9 +4,7 @@ build_trial_table (the challenge's code) on every file of a synthetic release.""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 import types
 from collections import Counter
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 
 from overnight.hbn.bids import read_events
 from overnight.hbn.events import LAST_TRIAL, NO_RESPONSE, NO_STIMULUS, parse_trials
+from tests.hbn_r1 import load_eegdash_windows
 from tests.helpers import event_row
 
 # R1, sub-NDARAC904DMU_task-contrastChangeDetection_run-1_events.tsv, verbatim (REFERENCE);
@@ -192,33 +191,8 @@ def test_parse_trials_rejects_bad_rows() -> None:
 
 @pytest.fixture(scope="module")
 def eegdash_windows() -> types.ModuleType:
-    """eegdash's ``hbn/windows.py``, the module with ``build_trial_table``.
-
-    Importing the eegdash package pulls braindecode, which imports torchaudio (built for
-    another torch). The module itself needs only pandas and mne-bids, plus one name from
-    braindecode (``BaseConcatDataset``) that ``build_trial_table`` never uses: the file is
-    loaded on its own, with that one import answered by an empty class.
-    """
-    spec = importlib.util.find_spec("eegdash")  # finds the package, runs nothing
-    assert spec is not None and spec.submodule_search_locations, (
-        "eegdash is not installed: make setup installs requirements-eegdash.txt")
-    path = Path(spec.submodule_search_locations[0]) / "hbn" / "windows.py"
-    name = "braindecode.datasets.base"
-    absent = types.ModuleType(name)
-    absent.BaseConcatDataset = type("BaseConcatDataset", (), {})  # type: ignore[attr-defined]
-    saved = sys.modules.get(name)
-    sys.modules[name] = absent
-    try:
-        module_spec = importlib.util.spec_from_file_location("eegdash_hbn_windows", path)
-        assert module_spec is not None and module_spec.loader is not None
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    finally:
-        if saved is None:
-            del sys.modules[name]
-        else:
-            sys.modules[name] = saved
-    return module
+    """eegdash's ``hbn/windows.py``, the module with ``build_trial_table``."""
+    return load_eegdash_windows()
 
 
 def test_eegdash_agrees_on_the_r1_rows(eegdash_windows, tmp_path: Path) -> None:
