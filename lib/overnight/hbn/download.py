@@ -113,8 +113,19 @@ _RETRYABLE = (BotoCoreError, urllib3.exceptions.HTTPError, ConnectionError, _Mis
 def select_files(files: Sequence[RemoteFile], tasks: Sequence[str]) -> list[RemoteFile]:
     """The files of ``tasks``: their recordings with every sidecar (``_events.tsv``,
     ``_eeg.json``, ``_channels.tsv``, EEGLAB's ``.fdt``; any file whose name holds
-    ``task-<name>_``), plus the root's ``participants.tsv`` and ``dataset_description.json``;
-    ``tasks=("all",)`` keeps every file.
+    ``task-<name>_``), plus the root's ``participants.tsv`` and ``dataset_description.json``.
+
+    Parameters
+    ----------
+    files : sequence of RemoteFile
+        A release's listing.
+    tasks : sequence of str
+        BIDS task names, or ``("all",)`` for every file.
+
+    Returns
+    -------
+    list of RemoteFile
+        Those files, in the listing's order.
 
     Raises
     ------
@@ -137,7 +148,8 @@ def select_files(files: Sequence[RemoteFile], tasks: Sequence[str]) -> list[Remo
 
 
 def check_tasks(tasks: Any) -> tuple[str, ...]:
-    """``tasks`` as a tuple of BIDS task names, or ``("all",)``."""
+    """``tasks`` as a tuple of BIDS task names, or ``("all",)``; TypeError or ValueError
+    (as ``select_files``) for anything else."""
     if isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks):
         raise TypeError(f"tasks={tasks!r}: expected a sequence of task names (str)")
     tasks = tuple(tasks)
