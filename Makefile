@@ -14,6 +14,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYNTH_DATA ?= data/synthetic
 DATA ?= $(SYNTH_DATA)
+# make data: the HBN releases to fetch (R1..R11) into DATA_DIR, one folder each; MINI=1 the
+# 20-subject copies; SOURCE=challenge (100 Hz BDF) or openneuro (500 Hz originals); TASKS
+# empty for the CCD task's files only, or all (or BIDS task names).
+RELEASES ?=
+MINI ?=
+DATA_DIR ?= data
+SOURCE ?= challenge
+TASKS ?=
 # A synthetic tree's truth.tsv adds the floor row to the comparison; only the demo sets it.
 TRUTH ?=
 CONFIG ?= configs/demo.toml
@@ -65,6 +73,7 @@ $(if $(and $(filter-out 1,$(NNODES)),$(if $(RDZV_ENDPOINT),,x)),\
   $(error NNODES=$(NNODES): set RDZV_ENDPOINT=host:port of node 0 for the rendezvous))
 $(if $(and $(filter-out 1,$(NNODES)),$(if $(NPROC),,x)),\
   $(error NNODES=$(NNODES): set NPROC, the training processes of each node))
+$(if $(filter $(MINI),1 0),,$(if $(MINI),$(error MINI=$(MINI): expected 1, 0 or nothing)))
 $(if $(and $(GPUS),$(filter-out 1,$(NPROC))),\
   $(error GPUS pins each training job to one GPU; NPROC=$(NPROC) would put every rank on it: \
   use GPUS for many models or NPROC for one model on several GPUs, not both))
@@ -121,7 +130,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
         --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh) \
         $(if $(GPUS),--gpus $(GPUS))
 
-.PHONY: help setup demo synth overnight night-command ready preflight device windows features \
+.PHONY: help setup data demo synth overnight night-command ready preflight device windows features \
         train-baseline train-hybrid train-press train-press-hybrid train-eegnex models compare \
         report rollback verify image status logs install-cron test test-all test-eegnex test-eegdash \
         lint clean distclean bench bench-windows bench-models bench-data setup-eegnex
@@ -142,6 +151,11 @@ demo: setup ## set up, make the synthetic dataset and run the whole chain in wor
 test: setup ## lint and run the default test suite (no GPU, no slow tests, no eegdash rerun)
 	$(PY) -m ruff check lib jobs tests bench
 	$(PY) -m pytest -q -m "not slow and not gpu and not eegdash"
+
+data: | $(SETUP_STAMP) ## fetch RELEASES="R1 R5" [MINI=1] [SOURCE=openneuro] [TASKS=all] into DATA_DIR (data)
+	$(if $(RELEASES),,$(error make data: set RELEASES, e.g. RELEASES="R1 R5" (R1..R11)))
+	$(PY) jobs/download.py $(CFG) --releases $(RELEASES) --source $(SOURCE) \
+	    $(if $(filter 1,$(MINI)),--mini) $(if $(TASKS),--tasks $(TASKS)) --out $(DATA_DIR)
 
 ## ---- Every night ----
 overnight: | $(READY) ## tonight's chain in WORK (runs/<date>): preflight, stages, report; resumes

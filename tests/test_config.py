@@ -50,6 +50,7 @@ def test_file_then_overrides(tmp_path):
     (["synth.runs_per_subject=4"], ValueError, r"runs_per_subject = 4: expected <= 3"),
     (["synth.sfreq_hz=250"], ValueError, r"sfreq_hz = 250.0: expected one of \[100.0, 500.0\]"),
     (["compare.margin=-0.1"], ValueError, r"margin = -0.1: expected >= 0.0"),
+    (["data.workers=0"], ValueError, r"\[data\] workers = 0: expected >= 1"),
     (["train.lr=nan"], ValueError, r"lr = nan: expected a finite number"),
     (["train"], ValueError, "expected section.key=value"),
 ])

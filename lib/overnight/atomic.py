@@ -137,7 +137,15 @@ def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
+    return _digest_file(path, hashlib.sha256())
+
+
+def md5_file(path: str | os.PathLike[str]) -> str:
+    """Hex MD5 of a file's bytes (what S3 puts in the ETag of an object sent in one part)."""
+    return _digest_file(path, hashlib.md5(usedforsecurity=False))
+
+
+def _digest_file(path: str | os.PathLike[str], digest: Any) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)

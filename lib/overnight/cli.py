@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from overnight.config import Config, load_config
 
@@ -43,11 +43,23 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "",
     """
     from tqdm import tqdm
 
-    interactive = sys.stderr.isatty()
-    with tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr,
-              mininterval=0.5 if interactive else 30.0, ascii=not interactive,
-              dynamic_ncols=interactive) as bar:
+    with tqdm(items, total=total, desc=desc, unit=unit, **_bar_style()) as bar:
         for item in bar:
             yield item
             if status is not None:
                 bar.set_postfix_str(status(), refresh=False)
+
+
+def byte_progress(total_bytes: int, desc: str = "") -> Any:
+    """A tqdm bar in bytes (kB, MB, GB), styled as ``progress``; the caller updates it
+    (``bar.update(n)``) and closes it, e.g. ``with byte_progress(n) as bar:``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total_bytes, desc=desc, unit="B", unit_scale=True, **_bar_style())
+
+
+def _bar_style() -> dict[str, Any]:
+    """A redraw every 0.5 s on a terminal; in a log file, a line every 30 s."""
+    interactive = sys.stderr.isatty()
+    return {"file": sys.stderr, "mininterval": 0.5 if interactive else 30.0,
+            "ascii": not interactive, "dynamic_ncols": interactive}

@@ -303,7 +303,36 @@ class NightConfig(_Section):
         return name if name in {f.name for f in dataclasses.fields(self)} else "other_limit_min"
 
 
-SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, CompareConfig, NightConfig)
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """Fetching the releases from their bucket (``make data``): how, not what."""
+
+    name: ClassVar[str] = "data"
+    # Files fetched at once: one S3 connection gives tens of MB/s, so 16 fill a 1 Gb/s
+    # link (eegdash's downloads were slow until it raised its concurrency, its PR #304).
+    workers: int = setting(16, at_least=1)
+    # Seconds to open a connection (S3 takes well under one): an unreachable bucket fails
+    # in seconds, not minutes.
+    connect_timeout_s: float = setting(3.0, above=0.0)
+    # Seconds a connection may stay silent before the request is tried again.
+    read_timeout_s: float = setting(60.0, above=0.0)
+    # The first listing request is the probe: a bucket that cannot be reached, or a mirror
+    # that does not answer, is reported before anything else happens, within seconds (twice
+    # 5 s here). S3 answers it in well under a second.
+    probe_read_timeout_s: float = setting(5.0, above=0.0)
+    probe_attempts: int = setting(2, at_least=1)
+    # Attempts of every other request (botocore's standard retries: exponential backoff
+    # with jitter, on connection errors, throttling and 5xx answers).
+    request_attempts: int = setting(5, at_least=1)
+    # Attempts of a whole file whose stream broke or whose bytes did not match the
+    # listing (botocore does not retry a stream cut mid-way), waiting retry_wait_s, then
+    # twice that, and so on, in between.
+    file_attempts: int = setting(4, at_least=1)
+    retry_wait_s: float = setting(1.0, at_least=0.0)
+
+
+SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, CompareConfig, NightConfig,
+            DataConfig)
 
 
 @dataclass(frozen=True)
@@ -316,6 +345,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     night: NightConfig = field(default_factory=NightConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The resolved config, to store beside an output."""

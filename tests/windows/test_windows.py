@@ -452,7 +452,8 @@ def test_nearly_all_flat_is_skipped_and_a_few_flat_are_kept() -> None:
 
 @pytest.mark.parametrize(("folder", "release"), [
     ("R3_L100_bdf", "R3"), ("R11_mini_L100", "R11"), ("EEG2025r5mini", "R5"),
-    ("ds005509-bdf", ""), ("HBNR3", "")])
+    ("ds005509-bdf", "R5"), ("ds005516", "R11"), ("ds005513", ""),
+    ("HBNR3", "")])
 def test_release_from_the_root_name_without_participants(tmp_path: Path, folder: str,
                                                           release: str) -> None:
     path = eeg_path(tmp_path / folder, "A", 1, "bdf")

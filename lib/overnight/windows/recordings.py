@@ -23,6 +23,7 @@ from overnight.config import EEG_FORMATS, WindowsConfig
 from overnight.hbn.bids import RECORDING_GLOB, TASK, events_path, read_events, read_participants
 from overnight.hbn.channels import CH_NAMES, N_CHANS
 from overnight.hbn.events import Trial, parse_trials
+from overnight.hbn.releases import release_in_name
 from overnight.units import to_samples
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ _EEG_FILE = re.compile(rf"sub-(?P<subject>[^_/]+)_task-{TASK}_run-(?P<run>\d+)_e
 # Band-pass high edge when resampling, as a share of the lower rate: 0.45 * rate keeps the
 # edge and its transition band below that rate's Nyquist (0.5 * rate).
 _MAX_H_FREQ_SHARE = 0.45
-# The release in a root's folder name: R1_L100(_bdf), R5_mini_L100, or eegdash's EEG2025r5(mini)
-_RELEASE_IN_NAME = re.compile(r"(?:(?<![A-Za-z0-9])R|EEG2025r)(\d{1,2})(?![0-9])")
 # Why a window is dropped by the signal checks.
 NON_FINITE_WINDOW = "window with NaN/Inf samples"
 FLAT_WINDOW = "window without signal (every channel flat)"
@@ -128,8 +127,7 @@ def find_recordings(bids_root: str | os.PathLike[str]) -> list[Recording]:
     if n_both:
         log.info("%d run(s) exist as both .set and .bdf; using the .set", n_both)
     participants = read_participants(root)
-    named = _RELEASE_IN_NAME.search(root.resolve().name)
-    default_release = f"R{int(named.group(1))}" if named else ""
+    default_release = release_in_name(root.resolve().name)
     return [Recording(subject, run, path, events_path(path), root,
                       (participants.get(subject, {}).get("release_number") or "").strip()
                       or default_release)
