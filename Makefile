@@ -110,6 +110,7 @@ HYBRID := $(MODELS)/hybrid/model.json
 PRESS := $(MODELS)/press/model.json
 PRESS_HYBRID := $(MODELS)/press-hybrid/model.json
 EEGNEX := $(MODELS)/eegnex/model.json
+GBM := $(MODELS)/gbm/model.json
 COMPARISON := $(WORK)/comparison.json
 # The model make rollback installs: the night's baseline, or a recorded champion's folder.
 ROLLBACK_MODEL ?= $(MODELS)/baseline
@@ -131,7 +132,8 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
         $(if $(GPUS),--gpus $(GPUS))
 
 .PHONY: help setup data demo synth overnight night-command ready preflight device windows features \
-        train-baseline train-hybrid train-press train-press-hybrid train-eegnex models compare \
+        train-baseline train-hybrid train-press train-press-hybrid train-eegnex train-gbm models \
+        compare \
         report rollback verify image status logs install-cron test test-all test-eegnex test-eegdash \
         lint clean distclean bench bench-windows bench-models bench-data setup-eegnex
 
@@ -201,11 +203,13 @@ train-press-hybrid: $(PRESS_HYBRID) ## stage 6: train the press locator + featur
 
 train-eegnex: $(EEGNEX) ## stage 7: train braindecode's EEGNeX, the peer row (not run without braindecode)
 
-models: train-baseline train-press train-eegnex train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
+train-gbm: $(GBM) ## stage 8: fit gradient-boosted trees on the features (shipped as torch tensors)
 
-compare: $(COMPARISON) ## stage 8: score the models that trained and the champion; promote
+models: train-baseline train-press train-eegnex train-gbm train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
 
-report: | $(READY) ## stage 9: render reports/<date>.html and latest.html from what WORK holds
+compare: $(COMPARISON) ## stage 9: score the models that trained and the champion; promote
+
+report: | $(READY) ## stage 10: render reports/<date>.html and latest.html from what WORK holds
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
 	    --reports $(REPORTS) --date $(DATE) --submission $(SUBMISSION)
 
@@ -257,11 +261,16 @@ $(EEGNEX): $(WINDOWS) $(SPLIT)
 	$(STAGE) train-eegnex -- $(TRAIN) --model eegnex \
 	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
 
+# Trees are fitted by one process (scikit-learn), never under torchrun.
+$(GBM): $(WINDOWS) $(SPLIT) $(FEATURES)
+	$(STAGE) train-gbm -- $(JOB) jobs/train.py $(CFG) --model gbm --windows $(WINDOWS) \
+	    --split $(SPLIT) --features $(FEATURES) --out $(@D)
+
 # Whatever trained: a failed model leaves the others to compare, none leaves the champion.
 $(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
 	$(STAGE) compare -- $(JOB) jobs/compare.py $(CFG) --models $(MODELS) \
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION) --out $@ \
-	    $(if $(TRUTH),--truth $(TRUTH))
+	    $(if $(TRUTH),--truth $(TRUTH)) $(if $(wildcard $(FEATURES)),--features $(FEATURES))
 
 ifeq ($(RUNNER),docker)
 # docker mounts only folders that exist: create the outputs first, as the calling user.

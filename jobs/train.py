@@ -1,4 +1,5 @@
-"""Train one model on the window cache (or record why it cannot run here).
+"""Train one model on the window cache (or record why it cannot run here); the trees
+(--model gbm) on the feature cache.
 
 Under torchrun (make train-<model> NPROC=4) every process runs this; rank 0 logs and writes.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from overnight import distributed
+from overnight import distributed, trees
 from overnight.cli import job_parser, setup
 from overnight.models import MODELS
 from overnight.training import train_model
@@ -28,8 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     config = setup(args)
     if not distributed.world().is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one voice in the log: rank 0's
-    meta = train_model(args.model, args.windows, args.split, args.out, config.train,
-                       args.features)
+    if args.model == trees.MODEL_NAME:
+        if args.features is None:
+            parser.error(f"--model {trees.MODEL_NAME} reads the features: pass --features")
+        meta = trees.train_trees(args.windows, args.split, args.features, args.out, config.gbm)
+    else:
+        meta = train_model(args.model, args.windows, args.split, args.out, config.train,
+                           args.features)
     if meta.get("not_run"):
         return 0  # recorded in model.json: the comparison and the report show why
     log.info("%s: tune NRMSE %.4f (epoch %d/%d, %.0f s) -> %s", meta["model"],

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from overnight import training
+from overnight import training, trees
 from overnight.atomic import read_json_lines
+from overnight.config import GBMConfig
 from overnight.evaluation import load_trained_model, nrmse, predict
 from overnight.windows.cache import load_windows
 from overnight.windows.split import read_split
@@ -145,11 +146,11 @@ def test_an_ensemble_is_the_mean_of_its_seeds_in_one_file(tiny_data, tmp_path):
 
 def test_the_clamp_range_is_the_central_training_rts_within_the_plausible_range():
     rt = np.concatenate([np.linspace(0.6, 2.4, 1000), [0.05, 3.4]])  # two strays
-    clamp = training._rt_range(rt)
+    clamp = training.rt_range(rt)
     assert 0.6 <= float(clamp["rt_min"]) < 0.62 and 2.38 < float(clamp["rt_max"]) <= 2.4
-    wide = training._rt_range(np.linspace(0.0, 4.0, 1000))
+    wide = training.rt_range(np.linspace(0.0, 4.0, 1000))
     assert (float(wide["rt_min"]), float(wide["rt_max"])) == pytest.approx((0.2, 3.0))
-    odd = training._rt_range(np.full(10, 3.5))  # every RT beyond the plausible range
+    odd = training.rt_range(np.full(10, 3.5))  # every RT beyond the plausible range
     assert float(odd["rt_min"]) == float(odd["rt_max"]) == pytest.approx(3.0)
 
 
@@ -191,14 +192,16 @@ def test_training_never_reads_a_validation_window(tiny_data, tmp_path, monkeypat
     monkeypatch.setattr(window_cache, "read_rows", recording_read_rows)
     monkeypatch.setattr(feature_cache, "read_rows", recording_read_rows)
     for name, cfg in (("baseline", dataclasses.replace(TINY_TRAIN, ensemble=2)),
-                      ("hybrid", TINY_TRAIN)):
+                      ("hybrid", TINY_TRAIN), ("gbm", GBMConfig(max_iter=30))):
         metas = {}
         for kind, windows, features in (("clean", tiny_data.windows, tiny_data.features),
                                         ("poisoned", poisoned["windows"],
                                          poisoned["features"])):
             out = tmp_path / kind / name
-            metas[kind] = training.train_model(name, windows, tiny_data.split, out, cfg,
-                                               features)
+            metas[kind] = (trees.train_trees(windows, tiny_data.split, features, out, cfg)
+                           if name == trees.MODEL_NAME else
+                           training.train_model(name, windows, tiny_data.split, out, cfg,
+                                                features))
         assert metas["clean"]["best_tune_nrmse"] == metas["poisoned"]["best_tune_nrmse"]
         clean = torch.load(tmp_path / "clean" / name / "model.pt", weights_only=True)
         dirty = torch.load(tmp_path / "poisoned" / name / "model.pt", weights_only=True)

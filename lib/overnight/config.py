@@ -250,6 +250,23 @@ class TrainConfig(_Section):
 
 
 @dataclass(frozen=True)
+class GBMConfig(_Section):
+    """Gradient-boosted trees on the window features (``--model gbm``): scikit-learn's
+    HistGradientBoostingRegressor, stopped on the tune subjects."""
+
+    name: ClassVar[str] = "gbm"
+    learning_rate: float = setting(0.05, above=0.0, at_most=1.0)  # shrinkage per tree
+    max_iter: int = setting(2000, at_least=1)  # upper bound on trees
+    # Small trees with large leaves: a leaf must stand for many windows (and so subjects),
+    # not for one subject's quirks.
+    max_leaf_nodes: int = setting(15, at_least=2)
+    min_samples_leaf: int = setting(40, at_least=1)
+    l2_regularization: float = setting(1.0, at_least=0.0)
+    # early stopping: trees without a better tune loss (squared error) before it stops
+    n_iter_no_change: int = setting(50, at_least=1)
+
+
+@dataclass(frozen=True)
 class CompareConfig(_Section):
     """The champion gate."""
 
@@ -266,6 +283,9 @@ class CompareConfig(_Section):
     # Share of paired resamples in which a challenger must beat the champion to be
     # promoted: with a handful of validation subjects, a 1 % gain is often noise.
     min_paired_wins: float = setting(0.9, at_least=0.5, at_most=1.0)
+    # Shuffles of each feature family behind its permutation importance (each a pass of the
+    # model over the validation windows).
+    importance_repeats: int = setting(3, at_least=1)
 
 
 @dataclass(frozen=True)
@@ -331,8 +351,8 @@ class DataConfig(_Section):
     retry_wait_s: float = setting(1.0, at_least=0.0)
 
 
-SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, CompareConfig, NightConfig,
-            DataConfig)
+SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, GBMConfig, CompareConfig,
+            NightConfig, DataConfig)
 
 
 @dataclass(frozen=True)
@@ -343,6 +363,7 @@ class Config:
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    gbm: GBMConfig = field(default_factory=GBMConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     night: NightConfig = field(default_factory=NightConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -7,10 +7,12 @@ never normalised by the range.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,6 +82,82 @@ def interval(resampled: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def permutation_importance(model: torch.nn.Module, eeg: np.ndarray, features: np.ndarray,
+                           y_true: np.ndarray, subjects: Sequence[str],
+                           families: Mapping[str, Sequence[int]], n_resamples: int,
+                           level: float, repeats: int = 3, seed: int = 0
+                           ) -> dict[str, dict[str, Any]]:
+    """How much a model's NRMSE rises when one family of its features is shuffled across
+    windows, the other families and the raw window left as they are.
+
+    ``features`` (N, F) are the windows' precomputed features, passed to the model in place
+    of the ones it would compute from the window; a family's columns are permuted together
+    (one permutation of the windows per repeat), ``repeats`` times. The interval comes from
+    the subject bootstrap: on every resample, the rise averaged over the repeats.
+
+    Returns
+    -------
+    dict
+        Family -> ``{"delta_nrmse": float, "interval": [low, high]}``.
+    """
+    x = torch.as_tensor(eeg)
+    y = np.asarray(y_true, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    predictions = {"intact": predict(model, x, features=torch.from_numpy(features))}
+    for family, columns in families.items():
+        for repeat in range(repeats):
+            shuffled = features.copy()
+            shuffled[:, columns] = features[rng.permutation(len(features))][:, columns]
+            predictions[f"{family}/{repeat}"] = predict(model, x,
+                                                        features=torch.from_numpy(shuffled))
+    resampled = subject_bootstrap(y, predictions, subjects, n_resamples, seed)
+    intact = nrmse(y, predictions["intact"])
+    result = {}
+    for family in families:
+        names = [f"{family}/{repeat}" for repeat in range(repeats)]
+        rises = np.mean([resampled[name] - resampled["intact"] for name in names], axis=0)
+        result[family] = {
+            "delta_nrmse": float(np.mean([nrmse(y, predictions[name]) for name in names])
+                                 - intact),
+            "interval": list(interval(rises, level))}
+    return result
+
+
+# Bins of the true RT (seconds) for the error by response time: the first holds the presses
+# before the window opens (RT < 0.5 s), which no window shows.
+RT_BIN_EDGES_S = (0.5, 1.0, 1.5, 2.0)
+
+
+def error_by_rt_bin(y_true: np.ndarray, predictions: Mapping[str, np.ndarray]
+                    ) -> list[dict[str, Any]]:
+    """RMSE (seconds) and mean error (prediction - truth) of each model per bin of the true
+    RT (``RT_BIN_EDGES_S``); a bin without windows is left out.
+
+    Returns
+    -------
+    list of dict
+        Per bin, in order: ``label``, ``low_s``, ``high_s`` (None at the open ends),
+        ``n_windows``, ``rmse_s`` and ``bias_s`` (model -> float).
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    edges = (-math.inf, *RT_BIN_EDGES_S, math.inf)
+    rows = []
+    for low, high in itertools.pairwise(edges):
+        inside = (y >= low) & (y < high)
+        if not inside.any():
+            continue
+        label = (f"< {high:g} s" if low == -math.inf else f">= {low:g} s" if high == math.inf
+                 else f"{low:g}-{high:g} s")
+        errors = {name: np.asarray(pred, dtype=np.float64)[inside] - y[inside]
+                  for name, pred in predictions.items()}
+        rows.append({"label": label, "low_s": None if low == -math.inf else low,
+                     "high_s": None if high == math.inf else high,
+                     "n_windows": int(inside.sum()),
+                     "rmse_s": {n: float(np.sqrt(np.mean(e * e))) for n, e in errors.items()},
+                     "bias_s": {n: float(np.mean(e)) for n, e in errors.items()}})
+    return rows
+
+
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Root mean squared error in the targets' unit (seconds)."""
     diff = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
@@ -98,7 +176,7 @@ def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: in
     batch_size = batch_size or TrainConfig().eval_batch_size
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = next(itertools.chain(model.parameters(), model.buffers())).device  # trees: buffers
     x = torch.as_tensor(x)
     out = []
     for start in range(0, len(x), batch_size):

@@ -395,7 +395,7 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
     tune = (SplitSide(windows_path, features_path, tune_rows, rt[tune_rows], device,
                       tune_resident, cfg.slab_windows) if here.is_main else None)
     stats = {"target_mean": torch.tensor(target_mean), "target_std": torch.tensor(target_std),
-             **_rt_range(rt[train_rows]), **_input_stats(train, here)}
+             **rt_range(rt[train_rows]), **_input_stats(train, here)}
     log.info("data: %d training windows (%d subjects, %s%s), %d tune windows "
              "(%d subjects%s)", len(share), len(split["train"]),
              "on the device" if train_resident else "streamed",
@@ -431,7 +431,7 @@ def _subject_weights(subjects: np.ndarray) -> np.ndarray:
     return 1.0 / counts[inverse]
 
 
-def _rt_range(rt_s: np.ndarray) -> dict[str, torch.Tensor]:
+def rt_range(rt_s: np.ndarray) -> dict[str, torch.Tensor]:
     """The range predictions are clamped to: the training RTs' central 99 % (a stray RT
     does not widen it), inside the plausible range."""
     low_limit, high_limit = PLAUSIBLE_RT_S

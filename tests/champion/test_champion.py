@@ -221,6 +221,29 @@ def test_compare_promotes_then_keeps_the_champion(tiny_night, tmp_path):
     assert len(saved["validation"]["y_true"]) == saved["split"]["n_val_windows"]
 
 
+def test_compare_asks_whether_the_features_help(tiny_night, tmp_path):
+    result = compare_and_promote(tiny_night.models, tiny_night.windows, tiny_night.split,
+                                 tmp_path / "submission", tmp_path / "c.json", MARGIN,
+                                 features_path=tiny_night.features)
+    rows = {r["name"]: r for r in result["rows"]}
+    assert rows["baseline"]["inputs"] == ["eeg"]
+    assert rows["hybrid"]["inputs"] == ["eeg", "features"]
+    meta = json.loads((tiny_night.models / "hybrid" / "model.json").read_text())
+    assert rows["hybrid"]["tune_nrmse"] == meta["best_tune_nrmse"]
+    question = result["features"]["question"]
+    assert (question["feature_model"], question["eeg_model"]) == ("hybrid", "baseline")
+    assert question["feature_nrmse"] == rows["hybrid"]["nrmse"]
+    assert 0.0 <= question["paired_wins"] <= 1.0
+    importance = result["features"]["importance"]
+    assert set(importance) == {"hybrid"}  # the baseline reads no features
+    assert set(importance["hybrid"]) == {"CPP", "P3", "beta", "mu", "alpha", "motor"}
+    for family in importance["hybrid"].values():
+        low, high = family["interval"]
+        assert math.isfinite(family["delta_nrmse"]) and low <= high
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["features"]["families"]["P3"] == ["p3_amp_v"]
+
+
 def test_a_nan_model_is_never_promoted(tiny_night, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(tiny_night.models / "baseline", models / "baseline")

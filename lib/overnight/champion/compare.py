@@ -30,11 +30,14 @@ from overnight.evaluation import (
     interval,
     load_trained_model,
     nrmse,
+    permutation_importance,
     predict,
     rmse,
     subject_bootstrap,
 )
-from overnight.windows.cache import load_windows, open_cache
+from overnight.features.cache import read_features
+from overnight.features.spec import FEATURE_FAMILIES
+from overnight.windows.cache import WindowSet, load_windows, open_cache
 from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
@@ -42,10 +45,16 @@ log = logging.getLogger(__name__)
 
 def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
                         submission_dir: Path, out_path: Path, cfg: CompareConfig,
-                        truth_tsv: Path | None = None) -> dict[str, Any]:
+                        truth_tsv: Path | None = None,
+                        features_path: Path | None = None) -> dict[str, Any]:
     """Score tonight's models, the champion, the mean predictor and, when ``truth_tsv`` (a
     synthetic tree's ``truth.tsv``) is given, the floor on the same validation windows;
     promote through the gate; write ``out_path`` (JSON).
+
+    With the feature cache (``features_path``), the comparison also answers whether the
+    features help: the best model that reads them against the best that reads the raw
+    window alone (paired over the same bootstrap resamples), and each feature family's
+    permutation importance for every model that reads features.
 
     An install a kill interrupted is finished (or discarded) first. A champion whose files
     no longer match ``champion.json`` is neither scored nor replaced: the comparison's
@@ -99,7 +108,8 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
         references["floor"] = floor
     rows += [_reference_row(name, y_true, pred) for name, pred in references.items()]
 
-    paired_wins = _add_intervals(rows, y_true, {**predictions, **references}, val.subject, cfg)
+    paired_wins, resampled = _add_intervals(rows, y_true, {**predictions, **references},
+                                            val.subject, cfg)
     scores = {r["name"]: r["nrmse"] for r in rows
               if r["kind"] == "model" and not r.get("not_run")}
     decision = (hold_for_integrity(tampered) if tampered
@@ -130,6 +140,7 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
         "decision": {**dataclasses.asdict(decision),
                      "previous": ({"model": champion["model"], "nrmse": champion_nrmse}
                                   if champion else None)},
+        "features": _features_section(rows, resampled, models_dir, val, features_path, cfg),
         "validation": {"subject": [str(s) for s in val.subject], "y_true": y_true.tolist(),
                        "predictions": {k: v.tolist() for k, v in predictions.items()}},
     }
@@ -207,12 +218,13 @@ def _score_champion(submission_dir: Path, champion: dict[str, Any], eeg: np.ndar
 
 def _add_intervals(rows: list[dict[str, Any]], y_true: np.ndarray,
                    predictions: dict[str, np.ndarray], subjects: np.ndarray,
-                   cfg: CompareConfig) -> dict[str, float]:
+                   cfg: CompareConfig) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Give every scored row its bootstrap interval and every model the share of paired
-    resamples in which it beats the champion; return those shares by model."""
+    resamples in which it beats the champion; return those shares by model, and every
+    prediction's NRMSE on each resample."""
     finite = {name: pred for name, pred in predictions.items() if np.isfinite(pred).all()}
     if not finite:
-        return {}
+        return {}, {}
     resampled = subject_bootstrap(y_true, finite, subjects, cfg.bootstrap_resamples,
                                   cfg.bootstrap_seed)
     champion = resampled.get("champion")
@@ -223,10 +235,51 @@ def _add_intervals(rows: list[dict[str, Any]], y_true: np.ndarray,
             continue
         row["nrmse_interval"] = list(interval(values, cfg.interval_level))
         if row["kind"] == "model" and champion is not None:
-            paired = np.isfinite(values) & np.isfinite(champion)
-            wins[row["name"]] = row["paired_wins"] = float(
-                np.mean(values[paired] < champion[paired])) if paired.any() else 0.0
-    return wins
+            wins[row["name"]] = row["paired_wins"] = _share_below(values, champion)
+    return wins, resampled
+
+
+def _share_below(values: np.ndarray, other: np.ndarray) -> float:
+    """The share of the paired resamples (both finite) in which ``values`` is lower."""
+    paired = np.isfinite(values) & np.isfinite(other)
+    return float(np.mean(values[paired] < other[paired])) if paired.any() else 0.0
+
+
+def _features_section(rows: list[dict[str, Any]], resampled: dict[str, np.ndarray],
+                      models_dir: Path, val: WindowSet, features_path: Path | None,
+                      cfg: CompareConfig) -> dict[str, Any]:
+    """Do the features help: the best feature model against the best raw-window model, and
+    each family's permutation importance (``evaluation.permutation_importance``)."""
+    scored = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None
+              and r["name"] in resampled]
+    readers = [r for r in scored if "features" in (r.get("inputs") or ())]
+    raw = [r for r in scored if list(r.get("inputs") or ()) == ["eeg"]]
+    question = None
+    if readers and raw:
+        best_reader = min(readers, key=lambda r: r["nrmse"])
+        best_raw = min(raw, key=lambda r: r["nrmse"])
+        question = {"feature_model": best_reader["name"], "feature_nrmse": best_reader["nrmse"],
+                    "eeg_model": best_raw["name"], "eeg_nrmse": best_raw["nrmse"],
+                    "paired_wins": _share_below(resampled[best_reader["name"]],
+                                                resampled[best_raw["name"]])}
+    section: dict[str, Any] = {"question": question, "families": FEATURE_FAMILIES,
+                               "repeats": cfg.importance_repeats, "importance": {}}
+    if features_path is None:
+        section["note"] = "no feature cache given: no permutation importance"
+        return section
+    features, names = read_features(features_path, val.index)
+    columns = {family: [names.index(n) for n in members]
+               for family, members in FEATURE_FAMILIES.items()}
+    for row in readers:
+        model, _ = load_trained_model(models_dir / row["name"])
+        section["importance"][row["name"]] = permutation_importance(
+            model, val.eeg, features, val.rt.astype(np.float64), val.subject, columns,
+            cfg.bootstrap_resamples, cfg.interval_level, cfg.importance_repeats,
+            cfg.bootstrap_seed)
+        log.info("%s: permutation importance %s", row["name"], ", ".join(
+            f"{family} {v['delta_nrmse']:+.3f}"
+            for family, v in section["importance"][row["name"]].items()))
+    return section
 
 
 def _scores(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:

@@ -85,6 +85,20 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+# The features by the physiology they measure (the report's "Do the features help?" asks
+# each family in turn); every feature belongs to exactly one.
+FEATURE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "CPP": ("cpp_mean_v", "cpp_peak_v", "cpp_peak_latency_s", "cpp_slope_v_per_s"),
+    "P3": ("p3_amp_v",),
+    "beta": ("beta_c3_log10_v2", "beta_c4_log10_v2", "beta_lat_ratio",
+             *(f"beta_c{side}_seg{k}_log10_v2" for side in (3, 4)
+               for k in range(N_BETA_SEGMENTS))),
+    "mu": ("mu_c3_log10_v2", "mu_c4_log10_v2", "mu_lat_ratio"),
+    "alpha": ("alpha_occ_log10_v2",),
+    "motor": ("motor_latency_s", "motor_amp_v"),
+}
+
+
 class FeatureParams(NamedTuple):
     """Every number both implementations need, resolved for one window geometry.
 
