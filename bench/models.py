@@ -1,18 +1,20 @@
 """Which models and training settings hold up on subjects they never saw; writes the
 "Models" section of docs/BENCHMARKS.md.
 
-On three synthetic datasets (the demo's; the hard setting, configs/synth-hard.toml: few
-subjects, weak task signals, subjects that differ a lot; and the many-subject setting,
+On four synthetic datasets (the demo's; the hard setting, configs/synth-hard.toml: few
+subjects, weak task signals, subjects that differ a lot; the many-subject setting,
 configs/synth-many.toml: 150 subjects with the hard setting's differences and response
-times shaped like the real releases'), every variant (a model and its settings) is trained
-with several seeds on the same subject-disjoint split, selecting its epoch on the tune
-subjects, then scored once on the validation subjects with the 90 % interval of the subject
-bootstrap that compare uses. The seed spread and the interval are the noise any difference
-is read against. Beside them: the mean predictor, a ridge regression on the window features
-(fitted on the training subjects, its penalty chosen on the tune subjects) and the floor
-(the EEG-encoded RT, known on synthetic data).
+times shaped like the real releases'; and "other", 150 subjects of bench/othergen.py, a
+generator with another physiology, a check on methods tuned to ours), every variant (a
+model and its settings) is trained with several seeds on the same subject-disjoint split,
+selecting its epoch on the tune subjects, then scored once on the validation subjects with
+the 90 % interval of the subject bootstrap that compare uses. The seed spread and the
+interval are the noise any difference is read against. Beside them: the mean predictor, a
+ridge regression on the window features (fitted on the training subjects, its penalty
+chosen on the tune subjects) and, where the generator knows it, the floor (the EEG-encoded
+RT).
 
-Usage: python bench/models.py --work DIR [--seeds 3] [--datasets demo,hard,many]
+Usage: python bench/models.py --work DIR [--seeds 3] [--datasets demo,hard,many,other]
            [--variant LABEL=MODEL[:SECTION.KEY=VALUE;...]]... [--jobs 2]
            [--out docs/BENCHMARKS.md] [--section models]
 
@@ -50,7 +52,10 @@ from overnight.windows.split import read_split
 
 log = logging.getLogger("bench.models")
 DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "synth-hard.toml",
-            "many": REPO / "configs" / "synth-many.toml"}
+            "many": REPO / "configs" / "synth-many.toml",
+            # bench/othergen.py's physiology, trained with the many-subject settings
+            "other": REPO / "configs" / "synth-many.toml"}
+MADE_ELSEWHERE = {"other": REPO / "bench" / "othergen.py"}
 # label -> (model, settings): what `make bench-models` compares by default.
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "baseline": ("baseline", ()),
@@ -114,6 +119,11 @@ def prepare(work: Path, config: Path) -> NightFolder:
     """The dataset's BIDS tree, window cache, split and features (made once)."""
     folder, bids = NightFolder(work), work / "bids"
     common = ["--config", str(config)]
+    maker = MADE_ELSEWHERE.get(work.name)
+    if maker is not None:
+        if not folder.features.exists():
+            run_job(f"{work.name}: {maker.name}", [str(maker), "--out", str(work)])
+        return folder
     if not (bids / "dataset_description.json").exists():
         run_job(f"{work.name}: synth", ["jobs/synth.py", *common, "--out", str(bids)])
     if not folder.split.exists():
@@ -156,7 +166,8 @@ def dataset_results(work: Path, config: Path, seeds: int,
                             "tune_nrmse": meta["best_tune_nrmse"],
                             "interval": interval(boot, cfg.interval_level),
                             "epochs": meta["epochs_run"], "seconds": meta["train_seconds"]})
-    truth = floor_predictions(work / "bids" / TRUTH, val.subject, val.run, val.trial)
+    truth = (floor_predictions(work / "bids" / TRUTH, val.subject, val.run, val.trial)
+             if (work / "bids" / TRUTH).exists() else None)
     return {"n_train_subjects": len(split["train"]), "n_tune_subjects": len(split["tune"]),
             "n_val_subjects": len(split["val"]), "n_val_windows": len(y_true),
             "rows": list(rows.values()),
@@ -225,7 +236,8 @@ def render(results: dict[str, Any], seeds: int, command: str, section: str) -> s
         "",
     ]
     for name, r in results.items():
-        lines += [f"**{name}** ({DATASETS[name].relative_to(REPO)}): {r['n_train_subjects']} "
+        made_by = MADE_ELSEWHERE.get(name, DATASETS[name]).relative_to(REPO)
+        lines += [f"**{name}** ({made_by}): {r['n_train_subjects']} "
                   f"training, {r['n_tune_subjects']} tune and {r['n_val_subjects']} validation "
                   f"subjects, {r['n_val_windows']} validation windows. References: mean "
                   f"predictor {_fixed(r['mean_predictor'])}, ridge on the features "

@@ -144,3 +144,37 @@ def test_a_model_whose_library_cannot_import_says_why(monkeypatch):
     assert MODELS["baseline"].unavailable() is None
     with pytest.raises(ModelUnavailable, match="torchaudio"):
         build_model("eegnex")
+
+
+@pytest.mark.parametrize("backbone", ["conv", "eegnet"])
+def test_every_backbone_builds_baseline_and_hybrid(backbone):
+    torch.manual_seed(0)
+    x = torch.randn(3, 129, 200) * 1e-5
+    for name in ("baseline", "hybrid"):
+        model = build_model(name, n_filters=8, backbone=backbone).eval()
+        with torch.inference_mode():
+            assert model(x).shape == (3, 1)
+    with pytest.raises(ValueError, match="eegnet"):
+        build_model("baseline", backbone="transformer")
+
+
+def test_eegnet_has_few_spatial_weights():
+    conv = build_model("baseline", n_filters=16)
+    eegnet = build_model("baseline", n_filters=16, backbone="eegnet")
+    count = sum(p.numel() for p in eegnet.parameters())
+    assert count < sum(p.numel() for p in conv.parameters()) / 4
+    # the spatial filters: depth x temporal filters x channels, no more
+    spatial = eegnet.backbone.convs[2].weight
+    assert spatial.shape == (16, 1, 129, 1)
+
+
+def test_gain_normalization_ignores_offsets_and_the_window_gain():
+    model = _fitted("baseline", "gain")
+    x = torch.randn(3, 129, 200) * 1e-5
+    offsets = torch.randn(3, 129, 1) * 1e-3  # a DC offset per channel and window
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), model(x * 7.0 + offsets), rtol=1e-4, atol=1e-5)
+        # the channels' relative amplitudes still matter
+        louder = x.clone()
+        louder[:, :20] *= 5.0
+        assert not torch.allclose(model(x), model(louder))

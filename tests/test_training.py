@@ -209,3 +209,24 @@ def test_training_never_reads_a_validation_window(tiny_data, tmp_path, monkeypat
         for key in clean:
             torch.testing.assert_close(clean[key], dirty[key], rtol=0, atol=0)
     assert read and not np.isin(np.concatenate(read), val_rows).any()
+
+
+def test_a_refit_trains_on_the_tune_subjects_too_for_the_chosen_epochs(tiny_data, tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(TINY_TRAIN, max_epochs=3, patience=3, refit=True)
+    meta = training.train_model("baseline", tiny_data.windows, tiny_data.split,
+                                tmp_path / "refit", cfg)
+    selection = json.loads((tmp_path / "refit" / "selection" / "model.json").read_text())
+    split = read_split(tiny_data.split)
+    n_fit = len(load_windows(tiny_data.windows, split["train"] + split["tune"]))
+    assert meta["n_train_windows"] == n_fit > selection["n_train_windows"]
+    assert meta["epochs_run"] == meta["best_epoch"] == selection["best_epoch"]
+    assert meta["best_tune_nrmse"] == selection["best_tune_nrmse"]
+    assert meta["refit"]["subjects"] == ["train", "tune"]
+    history = read_json_lines(tmp_path / "refit" / "history.jsonl")
+    assert [row["epoch"] for row in history] == list(range(1, selection["best_epoch"] + 1))
+    # the model shipped is the refit's last epoch, not the selection's
+    refit = torch.load(tmp_path / "refit" / "model.pt", weights_only=True)
+    chosen = torch.load(tmp_path / "refit" / "selection" / "model.pt", weights_only=True)
+    assert not torch.equal(refit["head.weight"], chosen["head.weight"])

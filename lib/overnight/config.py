@@ -205,10 +205,15 @@ class TrainConfig(_Section):
     weight_decay: float = setting(1e-4, at_least=0.0)  # AdamW weight decay
     dropout: float = setting(0.3, at_least=0.0, below=1.0)  # dropout probability
     n_filters: int = setting(32, at_least=1)  # channels of the temporal convolutions
-    # Input scaling (overnight.models.NORMALIZATIONS): "window" z-scores each channel of
-    # each window (the challenge's top entries did; scale-free), "train" uses the training
-    # split's channel statistics.
-    normalization: str = setting("train", choices=("train", "window"))
+    # The raw-window network of baseline and hybrid (overnight.models.BACKBONES): "conv"
+    # (a spatial filter bank, then temporal convolutions) or "eegnet" (EEGNet's layout:
+    # temporal filters, a few spatial filters each, separable convolutions; few weights).
+    backbone: str = setting("conv", choices=("conv", "eegnet"))
+    # Input scaling (overnight.models.NORMALIZATIONS): "train" uses the training split's
+    # channel statistics; "window" z-scores each channel of each window (the challenge's top
+    # entries did; scale-free); "gain" removes each window's channel offsets and its
+    # overall gain, keeping the channels' relative amplitudes.
+    normalization: str = setting("train", choices=("train", "window", "gain"))
     # Augmentation, on training batches only (the tune side and every prediction see the
     # plain window). Shifted crops: each window is cut up to this many seconds earlier or
     # later from the cache's margin (windows.margin_s, at least this), its target moved by
@@ -225,9 +230,10 @@ class TrainConfig(_Section):
     # true: every training subject is drawn equally often (with replacement); false: every
     # window once per epoch
     balanced_subjects: bool = setting(False)
-    # The weights scored and saved: an exponential moving average of the trained ones with
-    # this decay per step (0.999: about the last 1,000 steps); 0: the trained weights.
-    ema_decay: float = setting(0.0, at_least=0.0, below=1.0)
+    # The weights scored and saved: an exponential moving average of the trained ones over
+    # about this many epochs (its time constant, so that it means the same on any data
+    # size); 0: the trained weights.
+    ema_epochs: float = setting(0.0, at_least=0.0)
     grad_clip: float = setting(1.0, above=0.0)  # max global gradient norm
     max_epochs: int = setting(40, at_least=1)  # upper bound on epochs
     warmup_epochs: int = setting(1, at_least=0)  # linear warm-up before the cosine decay
@@ -235,6 +241,9 @@ class TrainConfig(_Section):
     patience: int = setting(8, at_least=1)
     min_delta: float = setting(1e-4, at_least=0.0)  # NRMSE improvement that resets patience
     seed: int = setting(0, at_least=0)  # model init and batch order
+    # true: once the tune subjects chose the epoch, train again on the training and the
+    # tune subjects for that many epochs and ship that (its tune score is the first run's)
+    refit: bool = setting(False)
     # Seeds per model (seed, seed + 1, ...): more than 1 trains that many and ships their
     # mean as one model, in one weights file (the challenge's top entries were ensembles).
     ensemble: int = setting(1, at_least=1)

@@ -20,8 +20,11 @@ from overnight.features.spec import FEATURE_NAMES, WindowFeatures
 
 # How a window is scaled before the network: "train" subtracts the training split's channel
 # means and divides by its channel stds; "window" z-scores every channel of every window on
-# its own, so the input's scale (volts, microvolts, a subject's gain) cannot move the output.
-NORMALIZATIONS = ("train", "window")
+# its own, so the input's scale (volts, microvolts, a subject's gain) cannot move the output;
+# "gain" removes each channel's mean over the window (an offset or a drift), divides by the
+# training channel stds, then divides the whole window by one number, its RMS: the window's
+# overall gain goes, the channels' relative amplitudes and the time course stay.
+NORMALIZATIONS = ("train", "window", "gain")
 # Scaled inputs are clipped to this many stds: one artefact or a wrongly scaled window
 # cannot saturate the network.
 INPUT_CLIP = 20.0
@@ -60,6 +63,51 @@ class ConvBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(self.convs(x))  # (B, C, T) -> (B, n_embed)
+
+
+class EEGNetBackbone(nn.Module):
+    """EEGNet's layout (Lawhern et al. 2018, J Neural Eng 15:056013), a network built to
+    carry over to new subjects with few weights: temporal filters, then per filter a few
+    spatial filters over the whole net (depthwise: ``depth`` x ``n_temporal`` x 129 weights
+    in all), pooling, a separable temporal convolution, pooling; flattened, so that when
+    things happen is kept, as in ``ConvBackbone``.
+    """
+
+    def __init__(self, n_chans: int, n_times: int, n_filters: int, dropout: float,
+                 sfreq_hz: float = 100.0, depth: int = 2) -> None:
+        super().__init__()
+        n_temporal = max(1, n_filters // depth)
+        kernel = 2 * int(0.125 * sfreq_hz) + 1  # 0.25 s: down to 4 Hz
+        self.convs = nn.Sequential(
+            nn.Conv2d(1, n_temporal, (1, kernel), padding=(0, kernel // 2), bias=False),
+            nn.BatchNorm2d(n_temporal),
+            nn.Conv2d(n_temporal, n_temporal * depth, (n_chans, 1), groups=n_temporal,
+                      bias=False),  # (B, F*D, 1, T)
+            nn.BatchNorm2d(n_temporal * depth), nn.ELU(), nn.AvgPool2d((1, 4)),
+            nn.Dropout(dropout),
+            nn.Conv2d(n_temporal * depth, n_temporal * depth, (1, 15), padding=(0, 7),
+                      groups=n_temporal * depth, bias=False),
+            nn.Conv2d(n_temporal * depth, n_filters, 1, bias=False),
+            nn.BatchNorm2d(n_filters), nn.ELU(), nn.AvgPool2d((1, 2)), nn.Dropout(dropout),
+            nn.Flatten())
+        self.n_embed = n_filters * (n_times // 4 // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x.unsqueeze(1))  # (B, C, T) -> (B, n_embed)
+
+
+# The raw-window networks a model can be built on (``backbone``).
+BACKBONES = {"conv": ConvBackbone, "eegnet": EEGNetBackbone}
+
+
+def build_backbone(name: str, n_chans: int, n_times: int, n_filters: int, dropout: float,
+                   sfreq_hz: float) -> nn.Module:
+    """A registered backbone by name (EEGNet's filters follow the rate)."""
+    if name not in BACKBONES:
+        raise ValueError(f"backbone={name!r}: expected one of {sorted(BACKBONES)}")
+    if name == "eegnet":
+        return EEGNetBackbone(n_chans, n_times, n_filters, dropout, sfreq_hz)
+    return ConvBackbone(n_chans, n_times, n_filters, dropout)
 
 
 class RTModel(nn.Module):
@@ -127,6 +175,10 @@ class RTModel(nn.Module):
             centred = x - x.mean(dim=-1, keepdim=True)
             # A flat channel is all zeros once centred, and stays zero.
             scaled = centred / centred.std(dim=-1, keepdim=True).clamp_min(1e-12)
+        elif self.normalization == "gain":
+            centred = (x - x.mean(dim=-1, keepdim=True)) / self.input_std
+            rms = centred.square().mean(dim=(-2, -1), keepdim=True).sqrt()
+            scaled = centred / rms.clamp_min(1e-12)  # (B, C, T) / (B, 1, 1)
         else:
             scaled = (x - self.input_mean) / self.input_std
         return scaled.clamp(-INPUT_CLIP, INPUT_CLIP)
@@ -136,9 +188,11 @@ class BaselineCNN(RTModel):
     """The CNN alone, on raw windows."""
 
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
-                 dropout: float = 0.3, normalization: str = "train") -> None:
+                 dropout: float = 0.3, normalization: str = "train", backbone: str = "conv",
+                 sfreq_hz: float = 100.0) -> None:
         super().__init__(n_chans, normalization)
-        self.backbone = ConvBackbone(n_chans, n_times, n_filters, dropout)
+        self.backbone = build_backbone(backbone, n_chans, n_times, n_filters, dropout,
+                                       sfreq_hz)
         self.head = nn.Linear(self.backbone.n_embed, 1)
 
     def standardized_output(self, x: torch.Tensor,
@@ -197,10 +251,11 @@ class HybridCNN(_WithFeatures):
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3, sfreq_hz: float = 100.0,
                  window_start_s: float = 0.5, n_feature_hidden: int = 32,
-                 normalization: str = "train") -> None:
+                 normalization: str = "train", backbone: str = "conv") -> None:
         super().__init__(n_chans, normalization)
         self.branch = FeatureBranch(sfreq_hz, window_start_s, dropout, n_feature_hidden)
-        self.backbone = ConvBackbone(n_chans, n_times, n_filters, dropout)
+        self.backbone = build_backbone(backbone, n_chans, n_times, n_filters, dropout,
+                                       sfreq_hz)
         self.head = nn.Linear(self.backbone.n_embed + self.branch.n_out, 1)
 
     def standardized_output(self, x: torch.Tensor,

@@ -70,13 +70,23 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
         if cfg.ensemble > 1:
             return _train_ensemble(model_name, windows_path, split_path, out_dir, cfg,
                                    features_path, here)
-        return _train_one(model_name, windows_path, split_path, out_dir, cfg,
-                          features_path if uses_features else None, here, device)
+        features_path = features_path if uses_features else None
+        if not cfg.refit:
+            return _train_one(model_name, windows_path, split_path, out_dir, cfg,
+                              features_path, here, device)
+        selection = _train_one(model_name, windows_path, split_path, out_dir / "selection",
+                               cfg, features_path, here, device)
+        return _train_one(model_name, windows_path, split_path, out_dir, cfg, features_path,
+                          here, device, selection)
 
 
 def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
                cfg: TrainConfig, features_path: Path | None, here: distributed.World,
-               device: torch.device) -> dict[str, Any]:
+               device: torch.device, selection: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """One training: fit the training subjects, keep the epoch best on the tune subjects.
+    With ``selection`` (the record of such a run), fit the training and the tune subjects
+    for as many epochs as it kept, with nothing to select on, and record its tune score."""
     # Derived state: precision, the batch of each process.
     autocast_dtype = resolve_autocast(cfg.precision, device)
     if cfg.batch_size % here.size:
@@ -89,8 +99,10 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
              if here.size > 1 else "")
 
     # Data: this process's share, on the device when it fits, else streamed in slabs.
+    fit_sides, tune_side = (("train", "tune"), None) if selection else (("train",), "tune")
     train, tune, y_tune_s, stats = load_split_sides(windows_path, split_path, features_path,
-                                                    device, cfg, here)
+                                                    device, cfg, here, fit_sides, tune_side)
+    max_epochs = selection["best_epoch"] if selection else cfg.max_epochs
     steps_per_epoch = math.ceil(len(train) / batch_per_process)
 
     # Model, optimizer, schedule: the LR follows the effective batch.
@@ -102,8 +114,9 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
     trainer = distributed.data_parallel(_Standardized(model), device, here)
     # What is scored and saved: the trained weights, or their moving average.
     ema = (torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
-        use_buffers=True) if cfg.ema_decay else None)
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
+            math.exp(-1.0 / (cfg.ema_epochs * steps_per_epoch))),
+        use_buffers=True) if cfg.ema_epochs else None)
     scored = model if ema is None else ema.module
     augmentation = Augmentation(cfg, train.margin, window_spec["sfreq_hz"])
     batch_ratio = cfg.batch_size / cfg.lr_reference_batch
@@ -121,20 +134,21 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
 
     # One loop: train an epoch, score the tune side (rank 0), checkpoint, log, stop.
     history_path = out_dir / "history.jsonl"
-    while state["epoch"] < cfg.max_epochs and state["epochs_since_best"] < cfg.patience:
+    while state["epoch"] < max_epochs and state["epochs_since_best"] < cfg.patience:
         started = time.perf_counter()
         epoch = state["epoch"] + 1
         generator = _epoch_seeds(cfg.seed, epoch, here)
         train_loss = _train_epoch(trainer, model, ema, train, optimizer, scheduler, generator,
                                   batch_per_process, cfg, augmentation, autocast_dtype, here)
         tune_nrmse = distributed.broadcast(
-            nrmse(y_tune_s, evaluate(scored, tune, cfg.eval_batch_size)) if here.is_main
-            else None, here)
+            nrmse(y_tune_s, evaluate(scored, tune, cfg.eval_batch_size))
+            if here.is_main and tune is not None else math.nan, here)
         seconds = time.perf_counter() - started
         state["train_seconds"] += seconds
         state["epoch"] = epoch
-        improved = (math.isfinite(tune_nrmse)
-                    and tune_nrmse < state["best_nrmse"] - cfg.min_delta)
+        # a refit keeps its last epoch: the selection chose how many
+        improved = selection is not None or (
+            math.isfinite(tune_nrmse) and tune_nrmse < state["best_nrmse"] - cfg.min_delta)
         if improved:
             state.update(best_nrmse=tune_nrmse, best_epoch=epoch, epochs_since_best=0)
         else:
@@ -149,14 +163,20 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
                 "epoch": epoch, "train_loss": train_loss,
                 "tune_nrmse": _json_float(tune_nrmse),
                 "lr": lr, "seconds": round(seconds, 3)}))
-        log.info("%s epoch %d/%d  train loss %.4f  tune NRMSE %.4f  (best %.4f @ %d)  "
-                 "lr %.2e  %.1fs", model_name, epoch, cfg.max_epochs, train_loss, tune_nrmse,
-                 state["best_nrmse"], state["best_epoch"], lr, seconds)
+        if selection is None:
+            log.info("%s epoch %d/%d  train loss %.4f  tune NRMSE %.4f  (best %.4f @ %d)  "
+                     "lr %.2e  %.1fs", model_name, epoch, max_epochs, train_loss, tune_nrmse,
+                     state["best_nrmse"], state["best_epoch"], lr, seconds)
+        else:
+            log.info("%s refit epoch %d/%d (training and tune subjects)  train loss %.4f  "
+                     "lr %.2e  %.1fs", model_name, epoch, max_epochs, train_loss, lr, seconds)
         if not math.isfinite(train_loss):
             log.error("%s: training loss is %s at epoch %d; stopping", model_name,
                       train_loss, epoch)
             break
 
+    if selection is not None:
+        state["best_nrmse"] = selection["best_tune_nrmse"]
     if state["best_epoch"] == 0:
         raise RuntimeError(f"{model_name}: no epoch gave a finite tune NRMSE")
     meta = {
@@ -167,11 +187,16 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
         "effective_batch": cfg.batch_size, "peak_lr": peak_lr, "lr_scaling": cfg.lr_scaling,
         "best_epoch": state["best_epoch"], "best_tune_nrmse": state["best_nrmse"],
         "epochs_run": state["epoch"], "train_seconds": round(state["train_seconds"], 2),
-        "n_train_windows": len(train) * here.size, "n_tune_windows": len(y_tune_s),
+        "n_train_windows": len(train) * here.size,
+        "n_tune_windows": selection["n_tune_windows"] if selection else len(y_tune_s),
+        "refit": None if selection is None else {
+            "subjects": list(fit_sides), "epochs": max_epochs,
+            "selection": "selection/ (fitted on the training subjects, its tune score is "
+                         "best_tune_nrmse)"},
         "data_on_device": train.resident,
         "device": str(device), "precision": "bf16" if autocast_dtype else "fp32",
-        "stopped": "early stopping" if state["epochs_since_best"] >= cfg.patience
-        else "max epochs",
+        "stopped": "the selection's epochs" if selection else "early stopping"
+        if state["epochs_since_best"] >= cfg.patience else "max epochs",
         "config": config_dict, "windows": str(windows_path), "split": str(split_path),
         "features": str(features_path) if features_path else None,
         "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -361,12 +386,14 @@ class SplitSide:
 
 def load_split_sides(windows_path: Path, split_path: Path, features_path: Path | None,
                      device: torch.device, cfg: TrainConfig,
-                     here: distributed.World = distributed.ONE_PROCESS
+                     here: distributed.World = distributed.ONE_PROCESS,
+                     fit_sides: tuple[str, ...] = ("train",), tune_side: str | None = "tune"
                      ) -> tuple[SplitSide, SplitSide | None, np.ndarray,
                                 dict[str, torch.Tensor]]:
-    """This process's share of the training side and (rank 0 only) the tune side on
-    ``device``, the tune targets in seconds, and the standardisation fitted on the
-    whole training side. The validation subjects are not read.
+    """This process's share of the windows to fit (the subjects of ``fit_sides``) and (rank
+    0 only) the tune side on ``device``, the tune targets in seconds, and the
+    standardisation fitted on the whole fitting side. The validation subjects are not read;
+    with ``tune_side`` None there is no tune side (an empty array of targets).
 
     Every process gets the same number of training windows (every ``here.size``-th one, a
     few left over), so all take the same number of steps.
@@ -376,9 +403,10 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
         subjects, rt, window_bytes = cache.subjects(), cache.rt(), cache.window_bytes
         margin = crop_margin(cfg, cache)
         context_bytes = window_bytes * (cache.n_times + 2 * margin) // cache.n_times
-    train_rows = np.flatnonzero(np.isin(subjects, split["train"]))
-    tune_rows = np.flatnonzero(np.isin(subjects, split["tune"]))
-    if len(train_rows) == 0 or len(tune_rows) == 0:
+    fit_subjects = [s for side in fit_sides for s in split[side]]
+    train_rows = np.flatnonzero(np.isin(subjects, fit_subjects))
+    tune_rows = np.flatnonzero(np.isin(subjects, split[tune_side] if tune_side else []))
+    if len(train_rows) == 0 or (tune_side and len(tune_rows) == 0):
         raise ValueError(f"{split_path}: the split selects {len(train_rows)} training and "
                          f"{len(tune_rows)} tune windows of {windows_path}")
     target_mean, target_std = rt[train_rows].mean(), float(_safe_std(rt[train_rows].std()))
@@ -393,14 +421,14 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
                       cfg.slab_windows, margin,
                       _subject_weights(subjects[share]) if cfg.balanced_subjects else None)
     tune = (SplitSide(windows_path, features_path, tune_rows, rt[tune_rows], device,
-                      tune_resident, cfg.slab_windows) if here.is_main else None)
+                      tune_resident, cfg.slab_windows) if here.is_main and tune_side else None)
     stats = {"target_mean": torch.tensor(target_mean), "target_std": torch.tensor(target_std),
              **rt_range(rt[train_rows]), **_input_stats(train, here)}
-    log.info("data: %d training windows (%d subjects, %s%s), %d tune windows "
-             "(%d subjects%s)", len(share), len(split["train"]),
+    log.info("data: %d training windows (%d subjects of %s, %s%s), %d tune windows "
+             "(%d subjects%s)", len(share), len(fit_subjects), " and ".join(fit_sides),
              "on the device" if train_resident else "streamed",
              f"; this process's share of {len(train_rows)}" if here.size > 1 else "",
-             len(tune_rows), len(split["tune"]),
+             len(tune_rows), len(split[tune_side]) if tune_side else 0,
              "" if tune is None else ", on the device" if tune_resident else ", streamed")
     return train, tune, rt[tune_rows], stats
 
@@ -604,7 +632,8 @@ def _model_args(model_name: str, cfg: TrainConfig, window_spec: dict[str, Any]
     (EEGNeX keeps braindecode's own filters and dropout)."""
     offered = {"n_chans": window_spec["n_chans"], "n_times": window_spec["n_times"],
                "n_filters": cfg.n_filters, "dropout": cfg.dropout,
-               "normalization": cfg.normalization, "sfreq_hz": window_spec["sfreq_hz"],
+               "normalization": cfg.normalization, "backbone": cfg.backbone,
+               "sfreq_hz": window_spec["sfreq_hz"],
                "window_start_s": window_spec["window_start_s"]}
     accepted = inspect.signature(MODELS[model_name]).parameters
     return {name: value for name, value in offered.items() if name in accepted}
