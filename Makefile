@@ -133,9 +133,8 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
 
 .PHONY: help setup data demo synth overnight night-command ready preflight device windows features \
         train-baseline train-hybrid train-press train-press-hybrid train-eegnex train-gbm models \
-        compare \
-        report rollback verify image status logs install-cron test test-all test-eegnex test-eegdash \
-        lint clean distclean bench bench-windows bench-models bench-data setup-eegnex
+        compare report rollback verify image status logs install-cron test test-all test-eegnex test-eegdash \
+        lint clean distclean bench bench-windows bench-models bench-night bench-data setup-eegnex
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -292,8 +291,11 @@ bench: | $(READY) ## benchmark windows, features, training and the chain; update
 bench-windows: | $(READY) ## benchmark the window stage alone: 1 worker vs every core, 500 Hz .set
 	$(PY) bench/run.py --work $(BENCH_WORK) --only-windows
 
-bench-models: | $(READY) ## every model x input scaling x 3 seeds on the demo and the harder data
+bench-models: | $(READY) ## every model variant x 3 seeds on the demo, hard, many-subject and other data
 	$(PY) bench/models.py --work $(BENCH_WORK)/models
+
+bench-night: | $(READY) ## a whole night (make overnight, NPROC=cores) on a tree of N (41,071) windows
+	$(PY) bench/night.py --work $(BENCH_WORK)/night --windows $(N)
 
 ## ---- Set-up and upkeep ----
 setup: $(SETUP_STAMP) ## create the virtualenv with pinned dependencies (.venv)

@@ -36,6 +36,7 @@ SFREQ_HZ = 100.0
 # Behaviour: the real releases' RT figures (REFERENCE), reached with these draws.
 RT_MEAN_S, RT_SD_S, SUBJECT_RT_SD_S = 1.65, 0.37, 0.247
 EARLY_SHARE, DEADLINE_S, UNEXPLAINED_SHARE = 0.025, 2.42, 0.3
+DRIFT_V_PER_S = 1e-6  # sd of each channel's slope within a window
 
 
 def positions_m() -> np.ndarray:
@@ -57,13 +58,13 @@ def subject(rng: np.random.Generator, pos: np.ndarray) -> dict:
     sources = pos[rng.choice(N_CHANS - 1, 20, replace=False)]
     return {
         "background": np.stack([exp_pattern(pos, c, rng.uniform(0.03, 0.08)) for c in sources])
-        * 12e-6 * rng.lognormal(0, 0.5),
+        * 6e-6 * rng.lognormal(0, 0.5),
         "sensor_v": 5e-6 * rng.lognormal(0, 0.3),
         "alpha": exp_pattern(pos, near(["O1", "O2", "Oz"], 0.015), 0.04)
         * 15e-6 * rng.lognormal(0, 0.7),
         "alpha_hz": rng.uniform(8.0, 13.0),
-        "cpp": exp_pattern(pos, near(["CPz", "Pz"], 0.025), 0.05) * 10e-6 * rng.lognormal(0, 0.5),
-        "motor": [exp_pattern(pos, near([side], 0.02), 0.035) * rng.lognormal(0, 0.5)
+        "cpp": exp_pattern(pos, near(["CPz", "Pz"], 0.01), 0.05) * 15e-6 * rng.lognormal(0, 0.5),
+        "motor": [exp_pattern(pos, near([side], 0.01), 0.035) * rng.lognormal(0, 0.5)
                   for side in ("C3", "C4")],
         "beta_hz": rng.uniform(15.0, 25.0),
         "onset_s": rng.uniform(0.15, 0.35),
@@ -99,7 +100,7 @@ def simulate(rng: np.random.Generator, s: dict, rt_enc: np.ndarray, hand_right: 
     alpha = burst * np.sin(2 * np.pi * s["alpha_hz"] * t + phase)
     eeg += s["alpha"][None, :, None] * alpha[:, None]
     # drift: a random slope per channel and window
-    eeg += rng.normal(0, 4e-6, (n, N_CHANS, 1)) * (t - t.mean())
+    eeg += rng.normal(0, DRIFT_V_PER_S, (n, N_CHANS, 1)) * (t - t.mean())
     rt = rt_enc[:, None]
     centre, width = (s["onset_s"] + rt) / 2, np.maximum(rt - s["onset_s"], 0.05) / 6
     rise = 1.0 / (1.0 + np.exp(-(t - centre) / width))  # ~0.95 of the bound at the press
