@@ -78,6 +78,11 @@ def _fixed(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _signed(value: float | None, digits: int = 3) -> str:
+    """A change with its sign, ``+0.041``."""
+    return "—" if value is None else f"{value:+.{digits}f}"
+
+
 def _count(value: float | None) -> str:
     return "—" if value is None else f"{round(value):,}"
 
@@ -96,5 +101,5 @@ def _jinja_environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters.update(duration=duration_text, fixed=_fixed, count=_count, percent=_percent,
-                       clock=_clock)
+                       signed=_signed, clock=_clock)
     return env
