@@ -97,14 +97,19 @@ def test_not_answered_says_why(work, tmp_path, unscored, why):
 
 
 def test_importance_table_and_plot(work, tmp_path):
+    def change(comparison: dict[str, Any]) -> None:
+        hybrid = comparison["features"]["importance"]["hybrid"]
+        hybrid["mu"] = {"delta_nrmse": 0.0006, "interval": [0.0002, 0.0011]}
+        hybrid["alpha"] = {"delta_nrmse": -0.0002, "interval": [-0.0004, 0.0001]}
+    _edit(work, change)
     context, html = _night(work, tmp_path)
     importance = context["importance"]
 
     assert importance["note"] is None and importance["warnings"] == []
     assert [r["family"] for r in importance["rows"]] == ["CPP", "P3", "beta", "mu", "alpha",
                                                          "motor"]
-    assert importance["rows"][0]["cells"]["hybrid"] == {"delta": 0.041,
-                                                        "interval": [0.02, 0.063]}
+    assert importance["rows"][0]["cells"]["hybrid"] == {
+        "delta": 0.041, "interval": [0.02, 0.063], "above_zero": True}
     section = _section(html)
     # CPP's interval lies above 0 (green), P3's reaches below it
     assert re.search(r'<td>CPP</td>\s*<td class="features"><code>cpp_mean_v, cpp_peak_v, '
@@ -113,6 +118,12 @@ def test_importance_table_and_plot(work, tmp_path):
                      r'0.063\)</div>', section)
     assert re.search(r'<td>P3</td>.*?<td class="num">\+0.004\s*<div class="muted small">'
                      r'\(-0.011 to 0.019\)</div>', section, re.S)
+    # above zero, but not at the three decimals shown: not marked as used; no "-0.000"
+    assert re.search(r'<td>mu</td>.*?<td class="num">\+0.001\s*<div class="muted small">'
+                     r'\(0.000 to 0.001\)</div>', section, re.S)
+    assert re.search(r'<td>alpha</td>.*?<td class="num">\+0.000\s*<div class="muted small">'
+                     r'\(0.000 to 0.000\)</div>', section, re.S)
+    assert "-0.000" not in section
     assert "the mean of 3 shuffles" in section and "90 % interval" in section
     plot = re.search(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" class="plot" '
                      r'alt="permutation importance', section)
@@ -181,8 +192,8 @@ def _question_a_string(comparison: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("change", "notes"), [
     (_drop_features, ["Not answered: comparison.json has no &#39;features&#39; object",
                       "not available: comparison.json has no &#39;features&#39; object"]),
-    (_drop_inputs, ["<td>model</td>\n    <td>—</td>", "Not answered: the comparison&#39;s rows do not say what "
-                                  "each model reads"]),
+    (_drop_inputs, ['</td>\n    <td>—</td>\n    <td class="num">0.652</td>',
+                    "Not answered: the comparison&#39;s rows do not say what each model reads"]),
     (_unknown_family, ["hybrid: importance for family &#39;&lt;b&gt;gamma$x^{$&#39;, which is "
                        "not among the feature families",
                        '<td>&lt;b&gt;gamma$x^{$</td>\n    <td class="features"><span class="bad '

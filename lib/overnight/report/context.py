@@ -333,6 +333,10 @@ def _table_section(comparison: dict | None, comparison_note: str | None,
             "code_version": comparison.get("code_version") if comparison else None}
 
 
+# The smallest rise of NRMSE that the page shows as above zero (+0.001 at its three
+# decimals): a family marked as used must not read "(0.000 to 0.001)".
+_MIN_SHOWN_RISE = 0.0005
+
 # The feature question's answer: "yes" needs the lower score on enough paired resamples
 # (the gate's min_paired_wins), "unclear" is a lower score on too few of them.
 _VERDICT_WORDS = {"yes": "Yes", "unclear": "Not clearly", "no": "No"}
@@ -443,14 +447,16 @@ def _models_with(per_model: dict[str, dict], family: str) -> list[str]:
 
 
 def _importance_cell(raw: Any) -> dict[str, Any] | None:
-    """``{"delta": float or None, "interval": [low, high] or None}``; None when absent."""
+    """``{"delta": float or None, "interval": [low, high] or None, "above_zero": bool}``;
+    None when absent."""
     if not isinstance(raw, dict):
         return None
     bounds = raw.get("interval")
     bounds = ([_number(b) for b in bounds] if isinstance(bounds, list) and len(bounds) == 2
               else None)
-    return {"delta": _number(raw.get("delta_nrmse")),
-            "interval": bounds if bounds and None not in bounds else None}
+    bounds = bounds if bounds and None not in bounds else None
+    return {"delta": _number(raw.get("delta_nrmse")), "interval": bounds,
+            "above_zero": bounds is not None and bounds[0] >= _MIN_SHOWN_RISE}
 
 
 def _rt_bins_section(validation: dict | None, comparison_note: str | None,

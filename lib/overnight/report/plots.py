@@ -23,6 +23,7 @@ _PLOT_DPI = 150
 _MAX_TICK_LABELS = 40  # more subjects than this: bars without names
 _MAX_LABEL_CHARS = 24  # untrusted names are cut to this in plots
 _MAX_TICK_CHARS = 16  # and subject ids under the bars to this
+_MAX_LEGEND_COLUMNS = 7  # entries per row of a legend under a figure
 STATUS_COLORS = {"ok": "#1e8e3e", "failed": "#d93025", "timed out": "#d93025",
                  "running": "#f29900"}
 OTHER_COLOR = "#80868b"
@@ -62,7 +63,7 @@ def plot_curves(histories: dict[str, list[dict]], colors: dict[str, str]) -> str
     ax_val.set(title="tune NRMSE (circle: best epoch)", xlabel="epoch")
     for ax in (ax_loss, ax_val):
         _style(ax)
-    ax_val.legend(fontsize=8, frameon=False)
+    _legend_below(fig, ax_val, len(histories))
     return _png_data_uri(fig)
 
 
@@ -120,8 +121,7 @@ def plot_subjects(table: list[dict[str, Any]], names: Sequence[str],
         ax.set_xticks([])
         ax.set_xlabel(f"{len(table)} validation subjects, worst first")
     ax.set_ylabel("RMSE (s)")
-    ax.legend(fontsize=8, frameon=False, ncols=len(names), loc="lower right",
-              bbox_to_anchor=(1.0, 1.0))
+    _legend_above(ax, len(names))
     _style(ax)
     return _png_data_uri(fig)
 
@@ -196,8 +196,7 @@ def plot_importance(rows: list[dict[str, Any]], models: Sequence[str],
     ax.set_yticks(y, [label(row["family"]) for row in rows], fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("rise of validation NRMSE when the family is shuffled (whisker: interval)")
-    ax.legend(fontsize=8, frameon=False, ncols=len(models), loc="lower right",
-              bbox_to_anchor=(1.0, 1.0))
+    _legend_above(ax, len(models))
     _style(ax)
     return _png_data_uri(fig)
 
@@ -220,15 +219,27 @@ def plot_rt_bins(bins: list[dict[str, Any]], names: Sequence[str],
         ax.set_xlabel("true RT")
         _style(ax)
     ax_rmse.set(title="RMSE (s)", ylim=(0, None))
-    ax_bias.set(title="bias (s): mean of predicted - true, > 0: too late")
-    fig.legend(*ax_rmse.get_legend_handles_labels(), loc="outside lower center",
-               ncols=min(len(names), 7), fontsize=8, frameon=False)
+    ax_bias.set(title="bias (s): predicted - true")
+    _legend_below(fig, ax_rmse, len(names))
     return _png_data_uri(fig)
 
 
 def _figure(height_in: float) -> Figure:
     """A pyplot-free figure, so rendering needs no display and no global backend."""
     return Figure(figsize=(_PLOT_WIDTH_IN, height_in), layout="constrained")
+
+
+def _legend_above(ax: Any, n_entries: int) -> None:
+    """The legend in one row above the axes, at the right: clear of the bars."""
+    ax.legend(fontsize=8, frameon=False, ncols=n_entries, loc="lower right",
+              bbox_to_anchor=(1.0, 1.0))
+
+
+def _legend_below(fig: Figure, ax: Any, n_entries: int) -> None:
+    """The legend of ``ax`` under all of the figure's panels, clear of the lines (which
+    cross every corner of these plots)."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center",
+               ncols=min(n_entries, _MAX_LEGEND_COLUMNS), fontsize=8, frameon=False)
 
 
 def _style(ax: Any) -> None:
