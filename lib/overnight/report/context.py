@@ -312,9 +312,7 @@ def _model_row(raw: dict[str, Any]) -> dict[str, Any]:
     for key in ("nrmse", "tune_nrmse", "rmse_s", "delta_vs_champion", "epochs", "best_epoch",
                 "n_params", "train_seconds", "paired_wins"):
         row[key] = _number(raw.get(key))
-    bounds = raw.get("nrmse_interval")
-    row["interval"] = ([_number(b) for b in bounds]
-                       if isinstance(bounds, list) and len(bounds) == 2 else None)
+    row["interval"] = _interval(raw.get("nrmse_interval"))
     return row
 
 
@@ -406,7 +404,7 @@ def _named_score(name: Any, reads: dict[str, str | None], default_reads: str,
 
 def _floor_percent(share: float) -> str:
     """A share as a whole percentage, rounded down: 0.896 must not read as reaching 90 %."""
-    return f"{math.floor(share * 100 + 1e-9)} %"
+    return f"{math.floor(share * 100 + 1e-9)} %"  # + 1e-9: 0.29 * 100 is 28.999...
 
 
 def _importance_section(block: dict | None, block_note: str | None,
@@ -416,7 +414,9 @@ def _importance_section(block: dict | None, block_note: str | None,
     if block is None:
         return {"note": block_note}
     importance = block.get("importance")
-    if not isinstance(importance, dict) or not importance:
+    if importance is not None and not isinstance(importance, dict):
+        raise ValueError(f"features.importance is a {type(importance).__name__}, not an object")
+    if not importance:
         why = block.get("note")
         return {"note": str(why) if why is not None else
                 "no model that reads the features was scored, so no permutation importance"}
@@ -451,10 +451,7 @@ def _importance_cell(raw: Any) -> dict[str, Any] | None:
     None when absent."""
     if not isinstance(raw, dict):
         return None
-    bounds = raw.get("interval")
-    bounds = ([_number(b) for b in bounds] if isinstance(bounds, list) and len(bounds) == 2
-              else None)
-    bounds = bounds if bounds and None not in bounds else None
+    bounds = _interval(raw.get("interval"))
     return {"delta": _number(raw.get("delta_nrmse")), "interval": bounds,
             "above_zero": bounds is not None and bounds[0] >= _MIN_SHOWN_RISE}
 
@@ -495,11 +492,9 @@ def _history_section(champion: dict | None) -> dict[str, Any]:
 
 
 def _history_entry(record: dict[str, Any]) -> dict[str, Any]:
-    bounds = record.get("nrmse_interval")
-    interval = ([_number(b) for b in bounds] if isinstance(bounds, list) and len(bounds) == 2
-                and None not in [_number(b) for b in bounds] else None)
     return {"date": str(record.get("date", "?")), "model": str(record.get("model", "?")),
-            "nrmse": _number(record.get("nrmse")), "interval": interval,
+            "nrmse": _number(record.get("nrmse")),
+            "interval": _interval(record.get("nrmse_interval")),
             "n_val_windows": _number(record.get("n_val_windows")),
             "reason": str(record.get("reason", ""))}
 
@@ -669,6 +664,14 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def _interval(value: Any) -> list[float] | None:
+    """``[low, high]`` when ``value`` holds two finite numbers, else None."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    bounds = [_number(b) for b in value]
+    return None if None in bounds else bounds
 
 
 def _parse_time(value: Any) -> datetime | None:
