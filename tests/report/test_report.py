@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from overnight.features.spec import FEATURE_FAMILIES
 from overnight.report.context import CONTEXT_KEYS, build_report_context
 from overnight.report.render import render_report
 
@@ -39,17 +40,22 @@ def _comparison() -> dict[str, Any]:
                    "hybrid": 0.7 * y_true + 0.48 + rng.normal(0, 0.2, subject.size),
                    "champion": 0.6 * y_true + 0.64 + rng.normal(0, 0.25, subject.size)}
     model = {"epochs": 14, "best_epoch": 9, "n_params": 52113, "train_seconds": 41.2}
+    # hybrid's permutation importance: the motor and CPP families help, the rest do not
+    importance = {family: {"delta_nrmse": 0.004, "interval": [-0.011, 0.019]}
+                  for family in FEATURE_FAMILIES}
+    importance["CPP"] = {"delta_nrmse": 0.041, "interval": [0.02, 0.063]}
+    importance["motor"] = {"delta_nrmse": 0.118, "interval": [0.081, 0.157]}
     return {
         "created": "2026-11-26T05:02:11", "code_version": "abc123", "margin": 0.01,
         "bootstrap": {"resamples": 1000, "seed": 0, "interval_level": 0.9,
                       "min_paired_wins": 0.9},
         "split": {"n_train_subjects": 24, "n_val_subjects": 4, "n_val_windows": subject.size},
         "rows": [
-            {"name": "baseline", "kind": "model", "nrmse": 0.71, "rmse_s": 0.29,
-             "delta_vs_champion": -0.0405, **model},
-            {"name": "hybrid", "kind": "model", "nrmse": 0.69, "rmse_s": 0.28,
-             "delta_vs_champion": -0.0676, "nrmse_interval": [0.65, 0.73],
-             "paired_wins": 0.953, **model},
+            {"name": "baseline", "kind": "model", "inputs": ["eeg"], "nrmse": 0.71,
+             "tune_nrmse": 0.652, "rmse_s": 0.29, "delta_vs_champion": -0.0405, **model},
+            {"name": "hybrid", "kind": "model", "inputs": ["eeg", "features"], "nrmse": 0.69,
+             "tune_nrmse": 0.633, "rmse_s": 0.28, "delta_vs_champion": -0.0676,
+             "nrmse_interval": [0.65, 0.73], "paired_wins": 0.953, **model},
             {"name": "champion", "kind": "champion", "model": "baseline",
              "since": "2026-11-20", "nrmse": 0.74, "rmse_s": 0.30},
             {"name": "mean predictor", "kind": "reference", "nrmse": 1.003, "rmse_s": 0.41},
@@ -57,6 +63,11 @@ def _comparison() -> dict[str, Any]:
         ],
         "decision": {"promoted": True, "model": "hybrid", "reason": REASON,
                      "previous": {"model": "baseline", "nrmse": 0.74}},
+        "features": {
+            "question": {"feature_model": "hybrid", "feature_nrmse": 0.69,
+                         "eeg_model": "baseline", "eeg_nrmse": 0.71, "paired_wins": 0.953},
+            "families": {family: list(names) for family, names in FEATURE_FAMILIES.items()},
+            "repeats": 3, "importance": {"hybrid": importance}},
         "validation": {"subject": subject.tolist(), "y_true": y_true.tolist(),
                        "predictions": {k: v.tolist() for k, v in predictions.items()}},
     }
@@ -71,7 +82,8 @@ def _write_model(models_dir: Path, name: str, n_epochs: int) -> None:
     # a crash mid-write leaves a truncated last line, which the report must skip
     (folder / "history.jsonl").write_text("\n".join(lines) + '\n{"epoch": 99, "train_lo')
     (folder / "model.json").write_text(json.dumps({
-        "model": name, "n_params": 52113, "best_epoch": n_epochs, "best_tune_nrmse": 0.72,
+        "model": name, "inputs": ["eeg", "features"] if name == "hybrid" else ["eeg"],
+        "n_params": 52113, "best_epoch": n_epochs, "best_tune_nrmse": 0.72,
         "epochs_run": n_epochs, "train_seconds": 41.2, "device": "cpu", "config": {}}))
 
 
@@ -154,12 +166,16 @@ def test_renders_both_files_with_every_section(night):
     for nrmse in ("0.710", "0.740", "1.003", "0.500"):
         assert f'<td class="num">{nrmse}</td>' in html
     assert re.search(r'<td class="num">0.690\s*<div class="muted small">0.650–0.730</div>', html)
+    assert re.search(r'<td>eeg \+ features</td>\s*<td class="num">0.633</td>', html)
+    assert re.search(r'<td>eeg</td>\s*<td class="num">0.652</td>', html)
+    assert "Tune NRMSE: on training subjects held out" in html
     assert "<td class=\"num\">95 %</td>" in html and "90 % interval from" in html
     assert "−6.8 %" in html and 'class="num better"' in html
     assert "9 / 14" in html and "52,113" in html
     assert "not available" not in html
     images = PNG_SRC.findall(html)
-    assert len(images) == 5  # champion history, learning curves, scatter, subjects, timeline
+    # importance, RT bins, champion history, learning curves, scatter, subjects, timeline
+    assert len(images) == 7
     for encoded in images:
         assert base64.b64decode(encoded).startswith(b"\x89PNG\r\n\x1a\n")
     assert "reused" in html and "abc123def456" in html and "no response" in html
@@ -195,7 +211,10 @@ def test_missing_comparison_gives_red_banner_and_training_numbers(work_dir, tmp_
     assert "comparison not available: comparison.json not found" in html
     assert "not available: comparison.json not found" in html  # scatter and subjects
     assert "tune NRMSE from training" in html
-    assert f'<td class="num">{0.72:.3f}</td>' in html  # best_tune_nrmse of model.json
+    # best_tune_nrmse of model.json in the tune column; no validation score is made up
+    assert re.search(r'<td>eeg \+ features</td>\s*<td class="num">0.720</td>\s*'
+                     r'<td class="num">—', html)
+    assert "no model trained" not in html
     assert len(PNG_SRC.findall(html)) == 2  # learning curves and timeline remain
 
 
@@ -235,9 +254,10 @@ def test_bad_validation_block_costs_only_its_sections(work_dir, tmp_path):
     (work_dir / "comparison.json").write_text(json.dumps(comparison))
     html = _render(work_dir, tmp_path)
 
-    assert html.count("not available: could not be built (ValueError: predictions[") == 2
+    # scatter, subjects and RT bins
+    assert html.count("not available: could not be built (ValueError: predictions[") == 3
     assert _banner_class(html) == "promoted"
-    assert len(PNG_SRC.findall(html)) == 2
+    assert len(PNG_SRC.findall(html)) == 3  # curves, timeline, importance
 
 
 def test_failed_stage_and_nan_scores_are_red(work_dir, tmp_path):
@@ -254,7 +274,7 @@ def test_failed_stage_and_nan_scores_are_red(work_dir, tmp_path):
     assert "train-hybrid" in banner and "logs/train-hybrid.log" in banner
     assert '<td class="status-failed">failed (exit 1)</td>' in html
     assert '<span class="bad">NaN/failed</span>' in html
-    assert len(PNG_SRC.findall(html)) == 4  # a diverged model still gets its panels
+    assert len(PNG_SRC.findall(html)) == 6  # a diverged model still gets its panels
 
 
 def test_stage_left_running_is_a_problem_but_the_report_stage_is_not(work_dir, tmp_path):

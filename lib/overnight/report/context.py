@@ -38,8 +38,8 @@ from overnight.report import plots
 
 log = logging.getLogger(__name__)
 
-CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "history", "curves", "scatter",
-                "subjects", "timeline", "data", "environment")
+CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "question", "importance", "rt_bins",
+                "history", "curves", "scatter", "subjects", "timeline", "data", "environment")
 
 _MAX_SUBJECT_ROWS = 15  # worst subjects listed in the table; the plot shows all
 _ENV_ORDER = ("device", "code_version", "host", "python", "torch", "numpy", "numba", "h5py")
@@ -93,13 +93,22 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
     rows = _table_rows(comparison, runs)
     colors = plots.palette([r["name"] for r in rows if r["kind"] != "reference"] + sorted(runs))
     validation = comparison.get("validation") if comparison else None
+    features, features_note = _features_block(comparison, comparison_note)
+    bootstrap = _bootstrap(comparison.get("bootstrap") if comparison else None)
     timeline = _guarded("timeline", lambda: _timeline_section(stages))
     return {
         "generated": datetime.now().isoformat(timespec="seconds"),
         "work_dir": str(work_dir),
         "banner": _banner(comparison, comparison_note, rows, stages, timeline.get("total_s"),
                           preflight),
-        "table": _guarded("table", lambda: _table_section(comparison, comparison_note, rows)),
+        "table": _guarded("table", lambda: _table_section(comparison, comparison_note, rows,
+                                                          bootstrap)),
+        "question": _guarded("question", lambda: _question_section(features, features_note,
+                                                                   rows, bootstrap)),
+        "importance": _guarded("importance", lambda: _importance_section(
+            features, features_note, bootstrap, colors)),
+        "rt_bins": _guarded("rt_bins", lambda: _rt_bins_section(validation, comparison_note,
+                                                                 colors)),
         "history": _guarded("history", lambda: _history_section(champion)),
         "curves": _guarded("curves", lambda: _curves_section(runs, rows, colors)),
         "scatter": _guarded("scatter", lambda: _scatter_section(validation, comparison_note,
@@ -201,9 +210,12 @@ def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dic
     failed say so in the headline: in both, the champion was not touched.
     """
     problems = []
+    models = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]
     if comparison is None:
         problems.append(f"comparison not available: {comparison_note}")
-    if not any(r["kind"] == "model" and r["nrmse"] is not None for r in rows):
+    # without a comparison only the tune scores of training say whether a model trained
+    tuned = comparison is None and any(r["tune_nrmse"] is not None for r in rows)
+    if not models and not tuned:
         problems.append("no model trained: no model has a finite validation NRMSE")
     problems += [f"status/{s['stage']}.json unreadable: {s['note']}"
                  for s in stages if s["status"] == records.UNREADABLE]
@@ -214,7 +226,6 @@ def _banner(comparison: dict | None, comparison_note: str | None, rows: list[dic
     decision = comparison.get("decision") if comparison else None
     integrity = comparison.get("champion_integrity") if comparison else None
     headline, reason, promoted = _decision_text(decision)
-    models = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]
     training_failed = any(s["stage"].startswith(TRAIN_PREFIX) for s in failed)
     if preflight:
         headline = "Preflight failed: the night stopped before the long stages"
@@ -277,11 +288,12 @@ def _first(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
 
 
 def _table_rows(comparison: dict | None, runs: dict[str, dict[str, Any]]) -> list[dict]:
-    """Rows of the model table: the comparison, or each model.json when it is missing."""
+    """Rows of the model table: the comparison, or each model.json when it is missing (then
+    with tune scores only: no validation subject was read)."""
     if comparison is not None:
         return [_model_row(raw) for raw in comparison["rows"]]
     return [_model_row({"name": name, "kind": "model", "not_run": meta.get("not_run"),
-                        "nrmse": meta.get("best_tune_nrmse"),
+                        "tune_nrmse": meta.get("best_tune_nrmse"), "inputs": meta.get("inputs"),
                         "epochs": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
                         "n_params": meta.get("n_params"),
                         "train_seconds": meta.get("train_seconds")})
@@ -290,31 +302,181 @@ def _table_rows(comparison: dict | None, runs: dict[str, dict[str, Any]]) -> lis
 
 def _model_row(raw: dict[str, Any]) -> dict[str, Any]:
     """One comparison row with numbers as float or None (null or NaN = failed); ``error``
-    says why a model or the champion could not be scored."""
+    says why a model or the champion could not be scored, ``reads`` what it reads."""
+    inputs = raw.get("inputs")
+    inputs = ([str(i) for i in inputs] if isinstance(inputs, list) and inputs else None)
     row = {"name": str(raw.get("name", "?")), "kind": str(raw.get("kind", "model")),
            "model": raw.get("model"), "since": raw.get("since"), "error": raw.get("error"),
-           "not_run": None if raw.get("not_run") is None else str(raw["not_run"])}
-    for key in ("nrmse", "rmse_s", "delta_vs_champion", "epochs", "best_epoch", "n_params",
-                "train_seconds", "paired_wins"):
+           "not_run": None if raw.get("not_run") is None else str(raw["not_run"]),
+           "inputs": inputs, "reads": None if inputs is None else " + ".join(inputs)}
+    for key in ("nrmse", "tune_nrmse", "rmse_s", "delta_vs_champion", "epochs", "best_epoch",
+                "n_params", "train_seconds", "paired_wins"):
         row[key] = _number(raw.get(key))
-    bounds = raw.get("nrmse_interval")
-    row["interval"] = ([_number(b) for b in bounds]
-                       if isinstance(bounds, list) and len(bounds) == 2 else None)
+    row["interval"] = _interval(raw.get("nrmse_interval"))
     return row
 
 
 def _table_section(comparison: dict | None, comparison_note: str | None,
-                   rows: list[dict[str, Any]]) -> dict[str, Any]:
+                   rows: list[dict[str, Any]], bootstrap: dict[str, float] | None
+                   ) -> dict[str, Any]:
     if not rows:
         return {"note": comparison_note or "no models"}
     source = None if comparison else (f"comparison not available ({comparison_note}): "
-                                      "tune NRMSE from training (models/*/model.json), "
-                                      "no champion gate was run")
+                                      "tune NRMSE from training (models/*/model.json) only, "
+                                      "no validation subject was read, no champion gate run")
     return {"note": None, "rows": rows, "source": source,
             "margin": _number(comparison.get("margin")) if comparison else None,
-            "bootstrap": _bootstrap(comparison.get("bootstrap") if comparison else None),
+            "bootstrap": bootstrap,
             "created": comparison.get("created") if comparison else None,
             "code_version": comparison.get("code_version") if comparison else None}
+
+
+# The smallest rise of NRMSE that the page shows as above zero (+0.001 at its three
+# decimals): a family marked as used must not read "(0.000 to 0.001)".
+_MIN_SHOWN_RISE = 0.0005
+
+# The feature question's answer: "yes" needs the lower score on enough paired resamples
+# (the gate's min_paired_wins), "unclear" is a lower score on too few of them.
+_VERDICT_WORDS = {"yes": "Yes", "unclear": "Not clearly", "no": "No"}
+
+
+def _features_block(comparison: dict | None,
+                    comparison_note: str | None) -> tuple[dict | None, str | None]:
+    """The comparison's ``features`` object, or None and why (an older compare lacks it)."""
+    if comparison is None:
+        return None, comparison_note
+    block = comparison.get("features")
+    if not isinstance(block, dict):
+        return None, (f"{COMPARISON_FILE} has no 'features' object (written by an older "
+                      "compare, before it asked whether the features help)")
+    return block, None
+
+
+def _question_section(block: dict | None, block_note: str | None, rows: list[dict[str, Any]],
+                      bootstrap: dict[str, float] | None) -> dict[str, Any]:
+    """One sentence: does the best model that reads features beat the best raw-EEG one?"""
+    if block is None:
+        return {"note": block_note}
+    question = block.get("question")
+    if question is None:
+        return {"note": _why_unanswered(rows)}
+    if not isinstance(question, dict):
+        raise ValueError(f"features.question is a {type(question).__name__}, not an object")
+    scores = [_number(question.get(k)) for k in ("feature_nrmse", "eeg_nrmse", "paired_wins")]
+    if None in scores or bootstrap is None:
+        return {"note": "features.question or the bootstrap settings lack a finite score, "
+                        "paired share or min_paired_wins"}
+    feature_nrmse, eeg_nrmse, wins = scores
+    needed = bootstrap["min_paired_wins"]
+    verdict = ("no" if feature_nrmse >= eeg_nrmse else "yes" if wins >= needed else "unclear")
+    reads = {r["name"]: r["reads"] for r in rows}
+    feature = _named_score(question.get("feature_model"), reads, "features", feature_nrmse)
+    eeg = _named_score(question.get("eeg_model"), reads, "eeg", eeg_nrmse)
+    share = f"{_floor_percent(wins)} of the paired resamples of the validation subjects"
+    sentence = {
+        "yes": f"{feature} beats {eeg} in {share} ({_floor_percent(needed)} needed).",
+        "unclear": f"{feature} is lower than {eeg}, but only in {share} "
+                   f"({_floor_percent(needed)} needed): the gain may be noise.",
+        "no": f"{feature} does not beat {eeg}; it is lower in only {share}.",
+    }[verdict]
+    return {"note": None, "verdict": verdict,
+            "sentence": f"{_VERDICT_WORDS[verdict]}: {sentence}"}
+
+
+def _why_unanswered(rows: list[dict[str, Any]]) -> str:
+    """Why compare could not pair a feature model with a raw-EEG model tonight."""
+    scored = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None]
+    if not any(r["inputs"] for r in rows if r["kind"] == "model"):
+        return "the comparison's rows do not say what each model reads (an older compare)"
+    if not any("features" in (r["inputs"] or ()) for r in scored):
+        return "no model that reads the features has a validation score tonight"
+    if not any(r["inputs"] == ["eeg"] for r in scored):
+        return "no model that reads only the raw EEG window has a validation score tonight"
+    return "compare did not pair the two (a model's predictions were not all finite?)"
+
+
+def _named_score(name: Any, reads: dict[str, str | None], default_reads: str,
+                 score: float) -> str:
+    """``hybrid (reads eeg + features) 0.812``."""
+    name = str(name)
+    return f"{name} (reads {reads.get(name) or default_reads}) {score:.3f}"
+
+
+def _floor_percent(share: float) -> str:
+    """A share as a whole percentage, rounded down: 0.896 must not read as reaching 90 %."""
+    return f"{math.floor(share * 100 + 1e-9)} %"  # + 1e-9: 0.29 * 100 is 28.999...
+
+
+def _importance_section(block: dict | None, block_note: str | None,
+                        bootstrap: dict[str, float] | None,
+                        colors: dict[str, str]) -> dict[str, Any]:
+    """Per feature family and model that reads features: the permutation importance."""
+    if block is None:
+        return {"note": block_note}
+    importance = block.get("importance")
+    if importance is not None and not isinstance(importance, dict):
+        raise ValueError(f"features.importance is a {type(importance).__name__}, not an object")
+    if not importance:
+        why = block.get("note")
+        return {"note": str(why) if why is not None else
+                "no model that reads the features was scored, so no permutation importance"}
+    families = block.get("families")
+    families = ({str(f): _strings(names) for f, names in families.items()}
+                if isinstance(families, dict) else {})
+    models = [str(m) for m in importance]
+    warnings = [f"{m}: its importance is not an object" for m, v in importance.items()
+                if not isinstance(v, dict)]
+    per_model = {str(m): v if isinstance(v, dict) else {} for m, v in importance.items()}
+    unknown = [f for f in dict.fromkeys(str(f) for v in per_model.values() for f in v)
+               if f not in families]
+    warnings += [f"{', '.join(_models_with(per_model, f))}: importance for family '{f}', "
+                 "which is not among the feature families" for f in unknown]
+    table = [{"family": family, "features": families.get(family), "cells": {
+        model: _importance_cell(values.get(family)) for model, values in per_model.items()}}
+        for family in [*families, *unknown]]
+    drawn = any(c is not None for r in table for c in r["cells"].values())
+    return {"note": None, "models": models, "rows": table, "warnings": warnings,
+            "repeats": _number(block.get("repeats")),
+            "level": bootstrap["interval_level"] if bootstrap else None,
+            "plot": plots.plot_importance(table, models, colors) if drawn else None}
+
+
+def _models_with(per_model: dict[str, dict], family: str) -> list[str]:
+    """The models whose importance names ``family``."""
+    return [model for model, values in per_model.items() if family in values]
+
+
+def _importance_cell(raw: Any) -> dict[str, Any] | None:
+    """``{"delta": float or None, "interval": [low, high] or None, "above_zero": bool}``;
+    None when absent."""
+    if not isinstance(raw, dict):
+        return None
+    bounds = _interval(raw.get("interval"))
+    return {"delta": _number(raw.get("delta_nrmse")), "interval": bounds,
+            "above_zero": bounds is not None and bounds[0] >= _MIN_SHOWN_RISE}
+
+
+def _rt_bins_section(validation: dict | None, comparison_note: str | None,
+                     colors: dict[str, str]) -> dict[str, Any]:
+    """RMSE and bias of every model per bin of the true RT."""
+    if validation is None:
+        return {"note": comparison_note or f"{COMPARISON_FILE} has no 'validation' predictions"}
+    _, y_true, predictions = _validation_arrays(validation)
+    if not predictions or not y_true.size:
+        return {"note": f"{COMPARISON_FILE} has no per-window predictions"}
+    # imported here, not on top: it imports torch, and a broken torch must cost this
+    # section only, not the whole report
+    from overnight.evaluation import RT_BIN_EDGES_S, error_by_rt_bin
+
+    bins = [{"label": b["label"], "n_windows": b["n_windows"],
+             "rmse": {m: _number(v) for m, v in b["rmse_s"].items()},
+             "bias": {m: _number(v) for m, v in b["bias_s"].items()}}
+            for b in error_by_rt_bin(y_true, predictions)]
+    if not bins:
+        return {"note": "no validation window has a finite true RT"}
+    names = list(predictions)
+    return {"note": None, "models": names, "rows": bins, "window_opens_s": RT_BIN_EDGES_S[0],
+            "plot": plots.plot_rt_bins(bins, names, colors)}
 
 
 def _history_section(champion: dict | None) -> dict[str, Any]:
@@ -330,11 +492,9 @@ def _history_section(champion: dict | None) -> dict[str, Any]:
 
 
 def _history_entry(record: dict[str, Any]) -> dict[str, Any]:
-    bounds = record.get("nrmse_interval")
-    interval = ([_number(b) for b in bounds] if isinstance(bounds, list) and len(bounds) == 2
-                and None not in [_number(b) for b in bounds] else None)
     return {"date": str(record.get("date", "?")), "model": str(record.get("model", "?")),
-            "nrmse": _number(record.get("nrmse")), "interval": interval,
+            "nrmse": _number(record.get("nrmse")),
+            "interval": _interval(record.get("nrmse_interval")),
             "n_val_windows": _number(record.get("n_val_windows")),
             "reason": str(record.get("reason", ""))}
 
@@ -504,6 +664,14 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def _interval(value: Any) -> list[float] | None:
+    """``[low, high]`` when ``value`` holds two finite numbers, else None."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    bounds = [_number(b) for b in value]
+    return None if None in bounds else bounds
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -23,6 +23,7 @@ _PLOT_DPI = 150
 _MAX_TICK_LABELS = 40  # more subjects than this: bars without names
 _MAX_LABEL_CHARS = 24  # untrusted names are cut to this in plots
 _MAX_TICK_CHARS = 16  # and subject ids under the bars to this
+_MAX_LEGEND_COLUMNS = 7  # entries per row of a legend under a figure
 STATUS_COLORS = {"ok": "#1e8e3e", "failed": "#d93025", "timed out": "#d93025",
                  "running": "#f29900"}
 OTHER_COLOR = "#80868b"
@@ -62,7 +63,7 @@ def plot_curves(histories: dict[str, list[dict]], colors: dict[str, str]) -> str
     ax_val.set(title="tune NRMSE (circle: best epoch)", xlabel="epoch")
     for ax in (ax_loss, ax_val):
         _style(ax)
-    ax_val.legend(fontsize=8, frameon=False)
+    _legend_below(fig, ax_val, len(histories))
     return _png_data_uri(fig)
 
 
@@ -120,8 +121,7 @@ def plot_subjects(table: list[dict[str, Any]], names: Sequence[str],
         ax.set_xticks([])
         ax.set_xlabel(f"{len(table)} validation subjects, worst first")
     ax.set_ylabel("RMSE (s)")
-    ax.legend(fontsize=8, frameon=False, ncols=len(names), loc="lower right",
-              bbox_to_anchor=(1.0, 1.0))
+    _legend_above(ax, len(names))
     _style(ax)
     return _png_data_uri(fig)
 
@@ -170,9 +170,76 @@ def plot_history(entries: list[dict[str, Any]]) -> str:
     return _png_data_uri(fig)
 
 
+def plot_importance(rows: list[dict[str, Any]], models: Sequence[str],
+                    colors: dict[str, str]) -> str:
+    """Horizontal bars: each feature family's permutation importance per model (the rise of
+    its NRMSE when the family is shuffled), with the interval as a whisker and a zero line."""
+    fig = _figure(0.9 + 0.2 * len(rows) * max(len(models), 2))
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    height = 0.8 / len(models)
+    for i, model in enumerate(models):
+        cells = [row["cells"].get(model) for row in rows]
+        delta = float_array([c["delta"] if c else None for c in cells])
+        bounds = np.array([c["interval"] if c and c["interval"] else (math.nan, math.nan)
+                           for c in cells], dtype=np.float64)
+        at = y + (i - (len(models) - 1) / 2) * height
+        drawn = np.isfinite(delta)
+        ax.barh(at[drawn], delta[drawn], height * 0.9, color=colors.get(model, OTHER_COLOR),
+                label=label(model))
+        whiskered = np.isfinite(bounds).all(axis=1)
+        ax.hlines(at[whiskered], bounds[whiskered, 0], bounds[whiskered, 1], color="#202124",
+                  linewidth=1)
+        ax.plot(bounds[whiskered].ravel(), np.repeat(at[whiskered], 2), "|", color="#202124",
+                markersize=5)
+    ax.axvline(0.0, color=OTHER_COLOR, linewidth=1)
+    ax.set_yticks(y, [label(row["family"]) for row in rows], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("rise of validation NRMSE when the family is shuffled (whisker: interval)")
+    _legend_above(ax, len(models))
+    _style(ax)
+    return _png_data_uri(fig)
+
+
+def plot_rt_bins(bins: list[dict[str, Any]], names: Sequence[str],
+                 colors: dict[str, str]) -> str:
+    """RMSE and bias (mean of predicted - true) per bin of the true RT, one line per model."""
+    fig = _figure(3.2)
+    ax_rmse, ax_bias = fig.subplots(1, 2, sharex=True)
+    x = np.arange(len(bins))
+    for name in names:
+        color = colors.get(name, OTHER_COLOR)
+        for ax, key in ((ax_rmse, "rmse"), (ax_bias, "bias")):
+            ax.plot(x, float_array([b[key][name] for b in bins]), marker="o", color=color,
+                    label=label(name))
+    ax_bias.axhline(0.0, color=OTHER_COLOR, linewidth=1)
+    ticks = [f"{label(b['label'])}\n{b['n_windows']:,} win." for b in bins]
+    for ax in (ax_rmse, ax_bias):
+        ax.set_xticks(x, ticks, fontsize=8)
+        ax.set_xlabel("true RT")
+        _style(ax)
+    ax_rmse.set(title="RMSE (s)", ylim=(0, None))
+    ax_bias.set(title="bias (s): predicted - true")
+    _legend_below(fig, ax_rmse, len(names))
+    return _png_data_uri(fig)
+
+
 def _figure(height_in: float) -> Figure:
     """A pyplot-free figure, so rendering needs no display and no global backend."""
     return Figure(figsize=(_PLOT_WIDTH_IN, height_in), layout="constrained")
+
+
+def _legend_above(ax: Any, n_entries: int) -> None:
+    """The legend in one row above the axes, at the right: clear of the bars."""
+    ax.legend(fontsize=8, frameon=False, ncols=n_entries, loc="lower right",
+              bbox_to_anchor=(1.0, 1.0))
+
+
+def _legend_below(fig: Figure, ax: Any, n_entries: int) -> None:
+    """The legend of ``ax`` under all of the figure's panels, clear of the lines (which
+    cross every corner of these plots)."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center",
+               ncols=min(n_entries, _MAX_LEGEND_COLUMNS), fontsize=8, frameon=False)
 
 
 def _style(ax: Any) -> None:

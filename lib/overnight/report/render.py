@@ -75,7 +75,17 @@ def _check_date(date: Any) -> None:
 
 
 def _fixed(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    return "—" if value is None else f"{_shown(value, digits):.{digits}f}"
+
+
+def _signed(value: float | None, digits: int = 3) -> str:
+    """A change with its sign, ``+0.041``."""
+    return "—" if value is None else f"{_shown(value, digits):+.{digits}f}"
+
+
+def _shown(value: float, digits: int) -> float:
+    """``value`` rounded as shown, without the sign of a negative zero ("-0.000")."""
+    return round(value, digits) + 0.0
 
 
 def _count(value: float | None) -> str:
@@ -96,5 +106,5 @@ def _jinja_environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters.update(duration=duration_text, fixed=_fixed, count=_count, percent=_percent,
-                       clock=_clock)
+                       signed=_signed, clock=_clock)
     return env
