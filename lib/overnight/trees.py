@@ -100,6 +100,7 @@ def train_trees(windows_path: Path, split_path: Path, features_path: Path, out_d
         "n_params": int(trees["n_trees"] * trees["n_nodes"]),
         "best_epoch": n_trees, "epochs_run": int(search.n_iter_),
         "best_tune_nrmse": tune_nrmse, "stopped": "early stopping" if stopped else "max trees",
+        "per_epoch_history": False,  # trees, not epochs: no history.jsonl
         "train_seconds": round(time.perf_counter() - started, 2),
         "n_train_windows": len(y_train), "n_tune_windows": len(y_tune),
         "conversion_max_error_s": worst, "single_leaf_trees_mended": mended,

@@ -514,9 +514,12 @@ def _curves_section(runs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
     models that did not run are in the table, with the reason)."""
     histories = {name: run["history"] for name, run in runs.items() if run["history"]}
     not_run = {r["name"] for r in rows if r.get("not_run") is not None}
+    # models without epochs (the trees) say so in model.json and have no curve to miss
+    no_epochs = {name for name, run in runs.items()
+                 if run["meta"] and run["meta"].get("per_epoch_history") is False}
     expected = [r["name"] for r in rows if r["kind"] == "model"] + sorted(runs)
     missing = [name for name in dict.fromkeys(expected)
-               if name not in histories and name not in not_run]
+               if name not in histories and name not in not_run | no_epochs]
     details = [_run_details(name, run["meta"]) for name, run in runs.items()
                if run["meta"] and name not in not_run]
     if not histories:
