@@ -109,6 +109,7 @@ BASELINE := $(MODELS)/baseline/model.json
 HYBRID := $(MODELS)/hybrid/model.json
 PRESS := $(MODELS)/press/model.json
 PRESS_HYBRID := $(MODELS)/press-hybrid/model.json
+TIMING := $(MODELS)/timing/model.json
 EEGNEX := $(MODELS)/eegnex/model.json
 GBM := $(MODELS)/gbm/model.json
 COMPARISON := $(WORK)/comparison.json
@@ -132,7 +133,8 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
         $(if $(GPUS),--gpus $(GPUS))
 
 .PHONY: help setup data demo synth overnight night-command ready preflight device windows features \
-        train-baseline train-hybrid train-press train-press-hybrid train-eegnex train-gbm models \
+        train-baseline train-hybrid train-press train-press-hybrid train-timing train-eegnex \
+        train-gbm models \
         compare report rollback verify image status logs install-cron test test-all test-eegnex test-eegdash \
         lint clean distclean bench bench-windows bench-models bench-night bench-data setup-eegnex
 
@@ -200,15 +202,17 @@ train-press: $(PRESS) ## stage 5: train the press locator (RT = where the press 
 
 train-press-hybrid: $(PRESS_HYBRID) ## stage 6: train the press locator + features model
 
-train-eegnex: $(EEGNEX) ## stage 7: train braindecode's EEGNeX, the peer row (not run without braindecode)
+train-timing: $(TIMING) ## stage 7: train the timing network (RT from when things happen, not how large)
 
-train-gbm: $(GBM) ## stage 8: fit gradient-boosted trees on the features (shipped as torch tensors)
+train-eegnex: $(EEGNEX) ## stage 8: train braindecode's EEGNeX, the peer row (not run without braindecode)
 
-models: train-baseline train-press train-eegnex train-gbm train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
+train-gbm: $(GBM) ## stage 9: fit gradient-boosted trees on the features (shipped as torch tensors)
 
-compare: $(COMPARISON) ## stage 9: score the models that trained and the champion; promote
+models: train-baseline train-press train-timing train-eegnex train-gbm train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
 
-report: | $(READY) ## stage 10: render reports/<date>.html and latest.html from what WORK holds
+compare: $(COMPARISON) ## stage 10: score the models that trained and the champion; promote
+
+report: | $(READY) ## stage 11: render reports/<date>.html and latest.html from what WORK holds
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
 	    --reports $(REPORTS) --date $(DATE) --submission $(SUBMISSION)
 
@@ -255,6 +259,10 @@ $(PRESS_HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
 	$(STAGE) train-press-hybrid -- $(TRAIN) \
 	    --model press-hybrid --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) \
 	    --out $(@D)
+
+$(TIMING): $(WINDOWS) $(SPLIT)
+	$(STAGE) train-timing -- $(TRAIN) --model timing \
+	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
 
 $(EEGNEX): $(WINDOWS) $(SPLIT)
 	$(STAGE) train-eegnex -- $(TRAIN) --model eegnex \

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from run import REPO, machine, replace_section, run_job
 
-from overnight.config import CompareConfig
+from overnight.config import CompareConfig, load_config
 from overnight.evaluation import (
     floor_predictions,
     interval,
@@ -56,13 +56,22 @@ DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "
             # bench/othergen.py's physiology, trained with the many-subject settings
             "other": REPO / "configs" / "synth-many.toml"}
 MADE_ELSEWHERE = {"other": REPO / "bench" / "othergen.py"}
-# label -> (model, settings): what `make bench-models` compares by default.
+# The training before issue 16's augmentations and weight averaging (the tune set stays):
+# "today's" baseline and hybrid, the reference the night's defaults must beat.
+BEFORE = ("train.crop_shift_s=0", "train.scale_sd=0", "train.channel_scale_sd=0",
+          "train.ema_epochs=0")
+# label -> (model, settings): what `make bench-models` compares by default: every night row
+# with the night's defaults, and the two references.
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "baseline": ("baseline", ()),
     "hybrid": ("hybrid", ()),
     "press": ("press", ()),
     "press-hybrid": ("press-hybrid", ()),
+    "timing": ("timing", ()),
+    "gbm": ("gbm", ()),
     "eegnex": ("eegnex", ()),
+    "baseline-before": ("baseline", BEFORE),
+    "hybrid-before": ("hybrid", BEFORE),
 }
 TRUTH = Path("derivatives") / "synth" / "truth.tsv"
 RIDGE_PENALTIES = tuple(10.0 ** k for k in range(-3, 5))
@@ -178,8 +187,11 @@ def dataset_results(work: Path, config: Path, seeds: int,
 
 def _train(folder: NightFolder, config: Path, label: str, model: str,
            settings: tuple[str, ...], seed: int, threads: int) -> Path:
-    """Train one seed of one variant (kept when it already finished); its folder."""
-    digest = hashlib.sha256(json.dumps([model, settings]).encode()).hexdigest()[:8]
+    """Train one seed of one variant (kept when it already finished with the same resolved
+    settings: a changed default trains it again); its folder."""
+    resolved = load_config(config, list(settings)).to_dict()
+    digest = hashlib.sha256(json.dumps([model, resolved["train"], resolved["gbm"]],
+                                       sort_keys=True, default=str).encode()).hexdigest()[:8]
     out = folder.models / f"{label}-{digest}-seed{seed}"
     if not (out / "model.json").exists():
         sets = [arg for s in (*settings, f"train.seed={seed}") for arg in ("--set", s)]

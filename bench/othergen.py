@@ -8,8 +8,9 @@ noise and bursting alpha; each channel drifts linearly within a window; the CPP 
 (logistic) rise to a bound at the response with its own random centre; the motor signal is
 a lateralised readiness ramp with a reafferent peak after the press; beta (15-25 Hz) at both
 motor sites drops before the press and rebounds after it. Subjects differ in gains, noise,
-source positions and timing. It writes a window cache (with margins), its split and the
-features, the layout of a night folder.
+source positions and timing, and single trials differ in size about as much as subjects:
+the timing carries the RT, the amplitude does not. It writes a window cache (with margins),
+its split and the features, the layout of a night folder.
 
 Usage: python bench/othergen.py --out DIR [--subjects 150] [--windows-per-subject 75]
 """
@@ -36,7 +37,9 @@ SFREQ_HZ = 100.0
 # Behaviour: the real releases' RT figures (REFERENCE), reached with these draws.
 RT_MEAN_S, RT_SD_S, SUBJECT_RT_SD_S = 1.65, 0.37, 0.247
 EARLY_SHARE, DEADLINE_S, UNEXPLAINED_SHARE = 0.025, 2.42, 0.3
-DRIFT_V_PER_S = 1e-6  # sd of each channel's slope within a window
+DRIFT_V_PER_S = 1e-6
+# log-normal sd of the task signals' size: per subject, and per trial on top
+SUBJECT_SIZE_SD, TRIAL_SIZE_SD = 0.8, 0.7  # sd of each channel's slope within a window
 
 
 def positions_m() -> np.ndarray:
@@ -63,8 +66,9 @@ def subject(rng: np.random.Generator, pos: np.ndarray) -> dict:
         "alpha": exp_pattern(pos, near(["O1", "O2", "Oz"], 0.015), 0.04)
         * 15e-6 * rng.lognormal(0, 0.7),
         "alpha_hz": rng.uniform(8.0, 13.0),
-        "cpp": exp_pattern(pos, near(["CPz", "Pz"], 0.01), 0.05) * 15e-6 * rng.lognormal(0, 0.5),
-        "motor": [exp_pattern(pos, near([side], 0.01), 0.035) * rng.lognormal(0, 0.5)
+        "cpp": exp_pattern(pos, near(["CPz", "Pz"], 0.01), 0.05) * 15e-6
+        * rng.lognormal(0, SUBJECT_SIZE_SD),
+        "motor": [exp_pattern(pos, near([side], 0.01), 0.035) * rng.lognormal(0, SUBJECT_SIZE_SD)
                   for side in ("C3", "C4")],
         "beta_hz": rng.uniform(15.0, 25.0),
         "onset_s": rng.uniform(0.15, 0.35),
@@ -102,10 +106,13 @@ def simulate(rng: np.random.Generator, s: dict, rt_enc: np.ndarray, hand_right: 
     # drift: a random slope per channel and window
     eeg += rng.normal(0, DRIFT_V_PER_S, (n, N_CHANS, 1)) * (t - t.mean())
     rt = rt_enc[:, None]
+    # single trials differ in size as much as subjects do: a timing read-out must not
+    # depend on the amplitude
+    size = rng.lognormal(0, TRIAL_SIZE_SD, (n, 1))
     centre, width = (s["onset_s"] + rt) / 2, np.maximum(rt - s["onset_s"], 0.05) / 6
     rise = 1.0 / (1.0 + np.exp(-(t - centre) / width))  # ~0.95 of the bound at the press
     cpp = np.where(t <= rt, rise, 0.95 * np.exp(-(t - rt) / 0.15))
-    eeg += s["cpp"][None, :, None] * cpp[:, None]
+    eeg += s["cpp"][None, :, None] * (size * cpp)[:, None]
     to_press = t - rt
     lrp = np.where((to_press > -0.5) & (to_press <= 0), -(1 + to_press / 0.5), 0.0) * 6e-6
     lrp += 5e-6 * np.exp(-0.5 * ((to_press - 0.15) / 0.06) ** 2)
@@ -117,7 +124,7 @@ def simulate(rng: np.random.Generator, s: dict, rt_enc: np.ndarray, hand_right: 
     for side, pattern in enumerate(s["motor"]):  # 0: C3 (left), contralateral to right
         contra = (hand_right if side == 0 else ~hand_right)[:, None]
         envelope = np.where(contra, erd, 1 - 0.4 * (1 - erd))  # ipsilateral: weaker
-        eeg += pattern[None, :, None] * (lrp * contra + beta * envelope)[:, None]
+        eeg += pattern[None, :, None] * (size * lrp * contra + beta * envelope)[:, None]
     eeg[:, index_of("Cz")] = 0.0
     return eeg.astype(np.float32)
 

@@ -17,7 +17,8 @@ from tests.helpers import model_names
 # EEGNeX keeps braindecode's own widths.
 MODEL_CASES = {**{name: {"n_filters": 8} for name in ("baseline", "hybrid", "press",
                                                       "press-hybrid")},
-               "eegnex": {}, "gbm": {"n_trees": 3, "n_nodes": 5, "max_depth": 2}}
+               "eegnex": {}, "gbm": {"n_trees": 3, "n_nodes": 5, "max_depth": 2},
+               "timing": {"n_filters": 8}}
 
 
 def test_every_registered_model_has_a_case():

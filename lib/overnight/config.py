@@ -215,13 +215,15 @@ class TrainConfig(_Section):
     # overall gain, keeping the channels' relative amplitudes.
     normalization: str = setting("train", choices=("train", "window", "gain"))
     # Augmentation, on training batches only (the tune side and every prediction see the
-    # plain window). Shifted crops: each window is cut up to this many seconds earlier or
-    # later from the cache's margin (windows.margin_s, at least this), its target moved by
-    # the same shift (RT - shift), so the press appears at many places; 0: off.
-    crop_shift_s: float = setting(0.0, at_least=0.0)
-    scale_sd: float = setting(0.0, at_least=0.0)  # each window x exp(N(0, sd)): a gain
+    # plain window); the defaults are what make bench-models supported on every dataset
+    # (docs/BENCHMARKS.md, "Models"). Shifted crops: each window is cut up to this many
+    # seconds earlier or later from the cache's margin (windows.margin_s, at least this),
+    # its target moved by the same shift (RT - shift), so the press appears at many places;
+    # 0: off.
+    crop_shift_s: float = setting(0.25, at_least=0.0)
+    scale_sd: float = setting(0.3, at_least=0.0)  # each window x exp(N(0, sd)): a gain
     # each channel x exp(N(0, sd)): an electrode's gain
-    channel_scale_sd: float = setting(0.0, at_least=0.0)
+    channel_scale_sd: float = setting(0.2, at_least=0.0)
     # probability that a channel is replaced by its training mean (no signal)
     channel_dropout: float = setting(0.0, at_least=0.0, below=1.0)
     noise_sd: float = setting(0.0, at_least=0.0)  # Gaussian noise, in training stds per channel
@@ -233,7 +235,7 @@ class TrainConfig(_Section):
     # The weights scored and saved: an exponential moving average of the trained ones over
     # about this many epochs (its time constant, so that it means the same on any data
     # size); 0: the trained weights.
-    ema_epochs: float = setting(0.0, at_least=0.0)
+    ema_epochs: float = setting(1.0, at_least=0.0)
     grad_clip: float = setting(1.0, above=0.0)  # max global gradient norm
     max_epochs: int = setting(40, at_least=1)  # upper bound on epochs
     warmup_epochs: int = setting(1, at_least=0)  # linear warm-up before the cosine decay

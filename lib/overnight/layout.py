@@ -26,12 +26,13 @@ from pathlib import Path
 # listing (status, report) shows them.
 STAGES: tuple[str, ...] = ("synth", "preflight", "disk", "device", "windows", "features",
                            "train-baseline", "train-hybrid", "train-press",
-                           "train-press-hybrid", "train-eegnex", "train-gbm", "compare",
-                           "report")
+                           "train-press-hybrid", "train-timing", "train-eegnex", "train-gbm",
+                           "compare", "report")
 # The stages up to the models, in the order the driver makes them (with `make -k`, so that
 # one failed model spares the others): the models without features train first.
-MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "train-press", "train-eegnex",
-                                 "features", "train-gbm", "train-hybrid", "train-press-hybrid")
+MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "train-press", "train-timing",
+                                 "train-eegnex", "features", "train-gbm", "train-hybrid",
+                                 "train-press-hybrid")
 # The jobs the preflight runs on its slice, in this order.
 PREFLIGHT_STAGES: tuple[str, ...] = ("device", *MODEL_STAGES, "compare", "report")
 TRAIN_PREFIX = "train-"
