@@ -51,7 +51,7 @@ from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
 
-STORAGE_SCHEMES = ("postgresql", "postgresql+psycopg2")
+STORAGE_SCHEMES = ("postgresql", "postgresql+psycopg")  # SQLAlchemy's names for psycopg 3
 JOURNAL_FILE = "journal.log"
 WORKERS_LOCK = "workers.lock"
 # A trial requeued this often (killed or stopped twice) is not retried again: it is likely
@@ -144,7 +144,7 @@ def data_fingerprint(windows_path: Path, split_path: Path) -> dict[str, Any]:
         digest.update(np.ascontiguousarray(cache.read_eeg(np.unique(sample))).tobytes())
     for side in ("train", "tune", "val"):
         digest.update(f"{side}:{','.join(sorted(split[side]))}".encode())
-    return {"sha256": digest.hexdigest(), "n_windows": int(len(rows)),
+    return {"sha256": digest.hexdigest(), "n_windows": len(rows),
             "subjects": {side: len(split[side]) for side in ("train", "tune", "val")}}
 
 
