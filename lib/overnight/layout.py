@@ -17,6 +17,7 @@ A night folder (``runs/<date>``, or ``work/demo``)::
     comparison.json                stage compare
     preflight/                     a night folder of its own: the preflight's slice
       bids/ submission/ reports/   (its input, a copy of the champion, its report)
+      studies/                     (its search's study: one trial)
 """
 
 from __future__ import annotations
@@ -147,6 +148,11 @@ class NightFolder:
     def reports(self) -> Path:
         """Where the preflight renders its report."""
         return self.root / "reports"
+
+    @property
+    def studies(self) -> Path:
+        """The preflight's search study, its own (a night's live in ``STUDIES_DIR``)."""
+        return self.root / "studies"
 
 
 def stage_rank(stage: str) -> tuple[int, str]:

@@ -45,7 +45,6 @@ from overnight.layout import (
     MODEL_STAGES,
     PREFLIGHT_STAGES,
     SEARCH_STAGE,
-    STUDIES_DIR,
     NightFolder,
 )
 from overnight.night import container, records
@@ -130,7 +129,7 @@ class Night:
             EXTRA_RO=" ".join(os.path.abspath(root) for root in self.data),
             SUBMISSION=str(pre.submission), REPORTS=str(pre.reports),
             TRAIN_SET=PREFLIGHT_TRAIN_SET, WINDOWS_SET=windows_set,
-            SEARCH_SET=PREFLIGHT_SEARCH_SET, SEARCH_DIR=str(pre.root / STUDIES_DIR),
+            SEARCH_SET=PREFLIGHT_SEARCH_SET, SEARCH_DIR=str(pre.studies),
             SEARCH_STORAGE="",
             WINDOW_PARTS="")  # the slice, not the night's joined caches
 

@@ -1,8 +1,9 @@
 """The night at a glance (``make status``) and its log as it grows (``make logs``).
 
 Everything is read from the night's folder (``night.records``: the night's record and the
-stages' status records, and the stage logs; the search's ``search/progress.json``); GPU memory and use come from
-``rocm-smi`` or ``nvidia-smi`` when one is installed. Nothing here writes.
+stages' status records, and the stage logs; the search's ``search/progress.json``); GPU
+memory and use come from ``rocm-smi`` or ``nvidia-smi`` when one is installed. Nothing here
+writes.
 
 Standard library only: it runs on the host, also when the jobs run in containers.
 """

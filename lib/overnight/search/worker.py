@@ -55,7 +55,7 @@ class Inputs:
     features: Path | None = None
 
 
-class SearchTimeUp(BaseException):  # noqa: N818 - a signal to stop, not an error
+class SearchTimeUp(BaseException):
     """The search's time ran out during a trial, after an epoch and its checkpoint.
 
     A BaseException: Optuna's ``optimize`` lets it through without finishing the trial,
