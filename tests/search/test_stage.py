@@ -25,6 +25,7 @@ from overnight.search.worker import Inputs, run_worker
 from overnight.windows.cache import load_windows, open_cache
 from overnight.windows.split import read_split
 from tests.fault_shim import HANG_PID_FILE, SEARCH_HANG
+from tests.helpers import record_cache_reads
 from tests.search.conftest import REPO, job_command, run_job, the_study
 from tests.test_training import _poison_validation
 
@@ -147,9 +148,6 @@ def test_the_search_never_reads_a_validation_window(tiny_data, tmp_path, monkeyp
                                                    search_config):
     """Validation windows poisoned (NaN, RT 99 s) change no trial, and no read of the caches
     touches their rows: the workers, the data hash and the best model's copy included."""
-    from overnight.features import cache as feature_cache
-    from overnight.windows import cache as window_cache
-
     _, config = search_config
     config = _with(config, max_trials=2)
     with open_cache(tiny_data.windows) as cache:
@@ -158,15 +156,7 @@ def test_the_search_never_reads_a_validation_window(tiny_data, tmp_path, monkeyp
     _poison_validation(tiny_data.windows, poisoned.windows, val_rows,
                        {"eeg": np.nan, "rt": 99.0})
     _poison_validation(tiny_data.features, poisoned.features, val_rows, {"features": np.nan})
-    read = []
-    real_read_rows = window_cache.read_rows
-
-    def recording_read_rows(dataset, index):
-        read.append(np.asarray(index))
-        return real_read_rows(dataset, index)
-
-    monkeypatch.setattr(window_cache, "read_rows", recording_read_rows)
-    monkeypatch.setattr(feature_cache, "read_rows", recording_read_rows)
+    read = record_cache_reads(monkeypatch)
     results = {}
     for kind, inputs in (("clean", _inputs(tiny_data)), ("poisoned", poisoned)):
         name = search_study.study_name(search_study.data_fingerprint(inputs.windows,

@@ -2,14 +2,14 @@
 
 **Storage.** On one host the study is an Optuna journal file (``JournalStorage`` over a
 ``JournalFileBackend``), one per study, in ``<SEARCH_DIR>/<study>/journal.log``, beside the
-night folders. Optuna's documentation recommends it for several processes on one host: each
-write is one appended line under a file lock, and a reader replays the lines; SQLite, the
-other file-based storage, "may cause deadlocks and serious performance issues" with
-parallel writers (Optuna's tutorial on parallelisation) and is not to be put on NFS.
-Across hosts the file locks cannot be trusted (NFS), and Optuna recommends an RDB server:
+night folders. Optuna's FAQ "would never recommend SQLite3 for parallel optimization" (no
+``SELECT ... FOR UPDATE``, "database is locked" under concurrent writers, no locking on
+NFS) and points to ``JournalFileBackend`` as the file-based storage for it; its tutorial on
+parallelisation says the journal's file locks are safe for several processes on one host,
+and recommends an RDB server (``RDBStorage``) for several nodes.
 ``SEARCH_STORAGE=postgresql://user:password@host/db`` (read from the environment, so the
-password never reaches a command line or a log) puts the study in PostgreSQL through
-``RDBStorage``, and workers on any host join it.
+password never reaches a command line or a log) puts the study in PostgreSQL, and workers
+on any host join it.
 
 **Name.** A study is named by a hash of the data its objective sees (the window cache's
 training and tune windows, the split): the next night continues it while the data is the
