@@ -152,7 +152,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
 
 .PHONY: help setup data demo synth overnight night-command ready preflight device windows features \
         train-baseline train-hybrid train-press train-press-hybrid train-eegnex train-gbm models \
-        search search-workers search-defaults compare FORCE \
+        compare \
         report rollback verify image status logs install-cron test test-all test-eegnex test-eegdash \
         lint clean distclean bench bench-windows bench-models bench-data setup-eegnex
 
@@ -294,6 +294,7 @@ $(GBM): $(WINDOWS) $(SPLIT) $(FEATURES)
 	$(STAGE) train-gbm -- $(JOB) jobs/train.py $(CFG) --model gbm --windows $(WINDOWS) \
 	    --split $(SPLIT) --features $(FEATURES) --out $(@D)
 
+.PHONY: search search-workers search-defaults FORCE
 # SEARCH_MIN asks for a search now: the stage runs even when tonight's search is done.
 $(SEARCH_SUMMARY): $(WINDOWS) $(SPLIT) $(FEATURES) $(if $(SEARCH_MIN),FORCE) | $(READY)
 	$(STAGE) search -- $(SEARCH)

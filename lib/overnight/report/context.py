@@ -40,10 +40,12 @@ from overnight.report.search import search_section
 log = logging.getLogger(__name__)
 
 CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "history", "curves", "scatter",
-                "subjects", "timeline", "data", "environment", "search")
+                "subjects", "timeline", "data", "environment")
 
 _MAX_SUBJECT_ROWS = 15  # worst subjects listed in the table; the plot shows all
 _ENV_ORDER = ("device", "code_version", "host", "python", "torch", "numpy", "numba", "h5py")
+# The search's section (overnight.report.search, its own template block).
+CONTEXT_KEYS = (*CONTEXT_KEYS, "search")
 
 
 def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict | None,
