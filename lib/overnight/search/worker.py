@@ -24,7 +24,6 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from overnight import atomic
 from overnight.config import Config, TrainConfig
 from overnight.models import MODELS
 from overnight.search import space
@@ -235,8 +234,3 @@ def _trial(study: optuna.Study, number: int) -> FrozenTrial:
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def write_progress(path: Path, record: dict[str, Any]) -> None:
-    """Write ``make status``'s record of the search, atomically."""
-    atomic.write_json(path, record)
