@@ -363,6 +363,10 @@ class SearchConfig(_Section):
     # Finished trials (complete or pruned) after which the search stops; 0: only time
     # stops it. For tests and short demos.
     max_trials: int = setting(0, at_least=0)
+    # Epochs a trial trains at most; 0: the night's [train] max_epochs. A trial compares
+    # settings: where epochs are slow (a CPU) fewer of them buy more trials, and the search
+    # model is then the best trial as it trained.
+    max_epochs: int = setting(0, at_least=0)
     # Trials drawn at random before TPE models the results: Optuna's default (10); fewer
     # lets TPE guess from too little, more spends the short nights on random draws.
     startup_trials: int = setting(10, at_least=1)

@@ -72,3 +72,13 @@ def test_the_toml_diff_holds_what_differs_and_adopts_cleanly(tmp_path):
     adopted = load_config(tmp_path / "adopted.toml").train
     assert (adopted.lr, adopted.backbone, adopted.ensemble) == (4.2e-4, "eegnet", 2)
     assert space.toml_diff({"lr": 1e-3}, night)[-1].startswith("# every searched setting")
+
+
+def test_search_max_epochs_caps_every_trial_and_zero_keeps_the_nights():
+    night = load_config(None, ["train.max_epochs=12", "train.patience=4"])
+    assert space.trial_base(night) is night.train
+    capped = space.trial_base(load_config(None, ["train.max_epochs=12", "train.patience=4",
+                                                 "search.max_epochs=3"]))
+    assert (capped.max_epochs, capped.patience) == (3, 3)
+    family, cfg = space.trial_settings(capped, {"model": "hybrid", "lr": 2e-4})
+    assert (family, cfg.max_epochs, cfg.lr) == ("hybrid", 3, 2e-4)

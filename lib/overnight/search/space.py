@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from overnight.config import TrainConfig
+from overnight.config import Config, TrainConfig
 
 FAMILY = "model"  # the parameter that picks the model family (not a [train] setting)
 
@@ -99,6 +99,16 @@ def suggest(trial: Any, margin_s: float) -> dict[str, Any]:
         else:
             values[p.name] = trial.suggest_float(p.name, p.low, high, log=p.log)
     return values
+
+
+def trial_base(config: Config) -> TrainConfig:
+    """The ``[train]`` settings every trial starts from: the night's, its epochs capped by
+    ``[search] max_epochs`` (patience too, so that it can still stop a trial early)."""
+    if not config.search.max_epochs:
+        return config.train
+    epochs = min(config.train.max_epochs, config.search.max_epochs)
+    return dataclasses.replace(config.train, max_epochs=epochs,
+                               patience=min(config.train.patience, epochs))
 
 
 def trial_settings(base: TrainConfig, values: Mapping[str, Any]) -> tuple[str, TrainConfig]:

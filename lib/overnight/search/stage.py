@@ -226,7 +226,7 @@ def materialize(study: optuna.Study, place: StudyPlace, inputs: Inputs, config: 
         shutil.copytree(source, staging, ignore=shutil.ignore_patterns("checkpoint.pt"))
         how = f"copied from {source}"
     else:  # trained on another host (a shared study): the weights are there, not here
-        family, cfg = space.trial_settings(config.train, best.params)
+        family, cfg = space.trial_settings(space.trial_base(config), best.params)
         train_model(family, inputs.windows, inputs.split, staging, cfg, inputs.features)
         how = f"trained again here ({source} holds no weights)"
     meta = json.loads((staging / "model.json").read_text())

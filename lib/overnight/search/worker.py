@@ -154,7 +154,7 @@ def run_worker(inputs: Inputs, place: StudyPlace, config: Config, end: float, si
         margin_s = cache.margin_samples / cache.sfreq_hz
     seed = int(np.random.SeedSequence([config.search.seed, index, int(since)])
                .generate_state(1)[0])
-    objective = Objective(inputs, place, config.train, margin_s, end)
+    objective = Objective(inputs, place, space.trial_base(config), margin_s, end)
     rules = _Rules(config, place, end, since, progress)
     with worker_lock(place):
         study = open_study(place, config.search, seed)
