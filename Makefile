@@ -66,6 +66,18 @@ WINDOWS_SET ?=
 WINDOW_PARTS ?=
 EXTRA_RO ?=
 SETUP_STAMP ?= $(VENV)/.installed
+# The hyperparameter search (stage search, [search] in the config): its studies outlive a
+# night, one folder each in SEARCH_DIR beside the night folders. SEARCH_STORAGE, a
+# PostgreSQL URL (postgresql://user:password@host/db), shares one study among several hosts
+# (docs/SCALING.md); it reaches the jobs through the environment only, never a command line
+# or a log. SEARCH_MIN=<minutes> asks for a search now, of that length, also on a CPU
+# (make demo SEARCH_MIN=5); SEARCH_SET adds settings (--set search.max_trials=3).
+SEARCH_DIR ?= $(RUNS)/search
+DEMO_SEARCH_DIR ?= work/search
+SEARCH_STORAGE ?=
+export SEARCH_STORAGE
+SEARCH_MIN ?=
+SEARCH_SET ?=
 
 $(if $(filter $(RUNNER),local docker),,$(error RUNNER=$(RUNNER): expected local or docker))
 $(if $(filter $(GPU),amd nvidia none),,$(error GPU=$(GPU): expected amd, nvidia or none))
@@ -82,11 +94,11 @@ ifeq ($(RUNNER),docker)
 # The chain's own tools (stage runner, night driver, status) need only the standard
 # library: a docker night needs no virtualenv on the host.
 HOST_PY := PYTHONPATH=lib$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON)
-OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) .numba_cache
+OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) $(SEARCH_DIR) .numba_cache
 READY := $(OUT_DIRS)
 CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
             $(foreach p,$(DATA) $(EXTRA_RO) $(WINDOW_PARTS),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
-            --rw $(SUBMISSION) $(if $(filter-out 1,$(NNODES)),--host-network) \
+            --rw $(SUBMISSION) --rw $(SEARCH_DIR) $(if $(filter-out 1,$(NNODES)),--host-network) \
             $(if $(filter-out $(MODELS)/baseline,$(ROLLBACK_MODEL)),--ro $(ROLLBACK_MODEL))
 ifeq ($(origin JOB),undefined)
 JOB := $(shell $(CONTAINER))
@@ -112,6 +124,7 @@ PRESS_HYBRID := $(MODELS)/press-hybrid/model.json
 TIMING := $(MODELS)/timing/model.json
 EEGNEX := $(MODELS)/eegnex/model.json
 GBM := $(MODELS)/gbm/model.json
+SEARCH_SUMMARY := $(WORK)/search/summary.json
 COMPARISON := $(WORK)/comparison.json
 # The model make rollback installs: the night's baseline, or a recorded champion's folder.
 ROLLBACK_MODEL ?= $(MODELS)/baseline
@@ -123,6 +136,12 @@ TRAIN = $(JOB) $(if $(NPROC),$(TORCHRUN)) jobs/train.py $(CFG) $(TRAIN_SET)
 # The night driver sets NIGHT_DEADLINE (epoch seconds): no stage runs past the night's limit.
 STAGE = $(HOST_PY) jobs/run_stage.py $(CFG) $(if $(NIGHT_DEADLINE),--deadline $(NIGHT_DEADLINE)) \
         $(if $(GPUS),--gpus $(GPUS)) --work $(WORK)
+# The search job: SEARCH_MIN sets its budget and allows it on a CPU.
+SEARCH = $(JOB) jobs/search.py $(CFG) $(TRAIN_SET) $(SEARCH_SET) \
+         $(if $(SEARCH_MIN),--set search.budget_min=$(SEARCH_MIN) --set search.on_cpu=true) \
+         --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) --studies $(SEARCH_DIR) \
+         --out $(MODELS)/search --records $(WORK)/search $(if $(GPUS),--gpus $(GPUS)) \
+         $(if $(NIGHT_DEADLINE),--deadline $(NIGHT_DEADLINE))
 DRY_RUN := $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 # The night driver: it holds the lock and makes each stage's target in turn.
 NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(CFG) \
@@ -149,7 +168,7 @@ help: ## list the targets
 ## ---- Start here ----
 demo: setup ## set up, make the synthetic dataset and run the whole chain in work/demo (CPU)
 	+$(MAKE) --no-print-directory synth overnight WORK=$(DEMO_WORK) \
-	    TRUTH=$(SYNTH_DATA)/derivatives/synth/truth.tsv
+	    SEARCH_DIR=$(DEMO_SEARCH_DIR) TRUTH=$(SYNTH_DATA)/derivatives/synth/truth.tsv
 
 test: setup ## lint and run the default test suite (no GPU, no slow tests, no eegdash rerun)
 	$(PY) -m ruff check lib jobs tests bench
@@ -175,8 +194,12 @@ ready: | $(READY) ## create what a night needs before it starts (the virtualenv 
 image: ## build the container image for GPU=amd|nvidia|none from docker/Dockerfile.<flavour>
 	docker build --file docker/Dockerfile.$(FLAVOUR) --tag $(IMAGE) .
 
-status: ## the night now: running stage, progress, elapsed time, GPU use, last log lines
+status: ## the night now: running stage, progress, elapsed time, the search's study, GPU use, last log lines
 	@$(HOST_PY) jobs/status.py --work $(WORK) --lock $(LOCK)
+
+search-defaults: | $(READY) ## print the latest study's best values as a TOML diff against CONFIG (changes nothing)
+	@$(JOB) jobs/search_defaults.py $(CFG) --studies $(SEARCH_DIR) \
+	    $(if $(wildcard $(WINDOWS)),--windows $(WINDOWS) --split $(SPLIT) --models $(MODELS))
 
 logs: ## follow the night's log as it is written (Ctrl-C stops following, not the night)
 	@$(HOST_PY) jobs/status.py --work $(WORK) --follow
@@ -210,9 +233,14 @@ train-gbm: $(GBM) ## stage 9: fit gradient-boosted trees on the features (shippe
 
 models: train-baseline train-press train-timing train-eegnex train-gbm train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
 
-compare: $(COMPARISON) ## stage 10: score the models that trained and the champion; promote
+search: $(SEARCH_SUMMARY) ## stage 10: Optuna search of the [train] settings in the hours left; its best is model search
 
-report: | $(READY) ## stage 11: render reports/<date>.html and latest.html from what WORK holds
+search-workers: | $(READY) ## this host's workers (one per GPU of GPUS) join the night's study (SEARCH_STORAGE; docs/SCALING.md)
+	$(SEARCH) --workers-only
+
+compare: $(COMPARISON) ## stage 11: score the models that trained and the champion; promote
+
+report: | $(READY) ## stage 12: render reports/<date>.html and latest.html from what WORK holds
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
 	    --reports $(REPORTS) --date $(DATE) --submission $(SUBMISSION)
 
@@ -273,6 +301,13 @@ $(GBM): $(WINDOWS) $(SPLIT) $(FEATURES)
 	$(STAGE) train-gbm -- $(JOB) jobs/train.py $(CFG) --model gbm --windows $(WINDOWS) \
 	    --split $(SPLIT) --features $(FEATURES) --out $(@D)
 
+.PHONY: search search-workers search-defaults FORCE
+# SEARCH_MIN asks for a search now: the stage runs even when tonight's search is done.
+$(SEARCH_SUMMARY): $(WINDOWS) $(SPLIT) $(FEATURES) $(if $(SEARCH_MIN),FORCE) | $(READY)
+	$(STAGE) search -- $(SEARCH)
+
+FORCE:
+
 # Whatever trained: a failed model leaves the others to compare, none leaves the champion.
 $(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
 	$(STAGE) compare -- $(JOB) jobs/compare.py $(CFG) --models $(MODELS) \
@@ -330,8 +365,8 @@ test-all: setup ## every test, slow ones included (GPU tests run when a GPU is v
 lint: setup ## ruff on the code
 	$(PY) -m ruff check lib jobs tests bench
 
-clean: ## delete the demo work folder and rendered reports (keeps nights, data, submission, venv)
-	rm -rf $(DEMO_WORK) $(REPORTS)/*.html
+clean: ## delete the demo work folder, its study and rendered reports (keeps nights, data, submission, venv)
+	rm -rf $(DEMO_WORK) $(DEMO_SEARCH_DIR) $(REPORTS)/*.html
 
 distclean: clean ## also delete the synthetic data, the submission and the virtualenv
 	rm -rf $(SYNTH_DATA) $(SUBMISSION) $(VENV) work

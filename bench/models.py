@@ -28,6 +28,8 @@ import hashlib
 import json
 import logging
 import os
+import shlex
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                                      args.jobs)
                for name in args.datasets}
     (args.work / f"{args.section}.json").write_text(json.dumps(results, indent=2))
-    section = render(results, args.seeds, " ".join(["python", "bench/models.py", *(argv or [])]),
-                     args.section)
+    command = ["python", "bench/models.py", *(sys.argv[1:] if argv is None else argv)]
+    section = render(results, args.seeds, shlex.join(command), args.section)
     replace_section(args.out, args.section, section)
     print(section)
     return 0

@@ -5,7 +5,9 @@
 runs every job as ``python`` would, except for the fault:
 - ``hybrid-first-batch``: the hybrid model raises on its first batch;
 - ``features-hang``: the features job of the night (not of its preflight) hangs, deaf to
-  SIGTERM, as a stalled mount or a deadlocked loader would.
+  SIGTERM, as a stalled mount or a deadlocked loader would;
+- ``search-hang-after-epoch``: a search worker hangs once its first trial has reported its
+  first epoch (checkpoint written), so a test can kill it in the middle of a trial.
 The faults live here, never in the library.
 """
 
@@ -19,6 +21,7 @@ import time
 
 FAULT = "hybrid-first-batch"
 HANG = "features-hang"
+SEARCH_HANG = "search-hang-after-epoch"
 HANG_PID_FILE = "OVERNIGHT_HANG_PID_FILE"  # where the hanging job writes its pid
 
 
@@ -35,15 +38,29 @@ def _hang() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with open(os.environ[HANG_PID_FILE], "w") as fh:
         fh.write(str(os.getpid()))
-    print("features: hanging (injected fault)", flush=True)
+    print("hanging (injected fault)", flush=True)
     while True:
         time.sleep(60)
+
+
+def _hang_after_first_report() -> None:
+    import optuna
+
+    report = optuna.trial.Trial.report
+
+    def report_then_hang(self, value, step):
+        report(self, value, step)
+        _hang()
+
+    optuna.trial.Trial.report = report_then_hang
 
 
 if __name__ == "__main__":
     fault = os.environ.get("OVERNIGHT_FAULT")
     if fault == FAULT:
         _break_the_hybrid()
+    if fault == SEARCH_HANG:
+        _hang_after_first_report()
     script, *arguments = sys.argv[1:]
     if fault == HANG and script.endswith("features.py") \
             and not any("/preflight/" in a for a in arguments):

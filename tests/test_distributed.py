@@ -72,6 +72,7 @@ def _rank_pid(launcher: int, rank: int) -> int:
     raise AssertionError(f"no rank {rank} below {launcher}")
 
 
+@pytest.mark.slow  # a minute on two cores (torchrun, two ranks, a kill and a resume): make test-all
 def test_two_gloo_processes_train_resume_and_match_one(data, tmp_path):
     tiny_data = data
     config = tmp_path / "train.toml"

@@ -33,6 +33,10 @@ patience = 2
 n_filters = 8
 batch_size = 32
 device = "cpu"
+[search]
+on_cpu = true
+budget_min = 5
+max_trials = 2
 """
 
 
@@ -44,6 +48,7 @@ def _make(tmp: Path, *targets: str) -> subprocess.CompletedProcess[str]:
         "WORK": str(tmp / "work"), "CONFIG": str(tmp / "tiny.toml"),
         "SUBMISSION": str(tmp / "submission"), "REPORTS": str(tmp / "reports"),
         "DATE": "2026-01-02", "LOCK": str(tmp / "night.lock"),
+        "SEARCH_DIR": str(tmp / "studies"),
         "TRUTH": str(tmp / "bids" / "derivatives" / "synth" / "truth.tsv"),
     }
     command = ["make", "-C", str(REPO), *targets, *[f"{k}={v}" for k, v in variables.items()]]
@@ -76,13 +81,28 @@ def test_chain_leaves_report_submission_and_champion(night):
     assert "no events file" in report and "microvolts?" in report
     assert "<img src=x" not in report  # a hostile subject id is escaped wherever it shows
     champion = json.loads((night / "submission" / "champion.json").read_text())
-    assert champion["model"] in MODELS
+    assert champion["model"] in (*MODELS, "search")
     for name, digest in champion["files"].items():
         assert atomic.sha256_file(night / "submission" / name) == digest
     for stage in STAGES:
         status = json.loads((night / "work" / "status" / f"{stage}.json").read_text())
         assert status["status"] == "ok" and status["exit_code"] == 0, status
         assert (night / "work" / status["log"]).stat().st_size > 0
+
+
+def test_the_search_ran_and_its_best_trial_went_through_the_gate(night):
+    summary = json.loads((night / "work" / "search" / "summary.json").read_text())
+    assert summary["off"] is None and summary["counts"]["complete"] >= 1
+    assert summary["study"] in {p.name for p in (night / "studies").iterdir()}
+    comparison = json.loads((night / "work" / "comparison.json").read_text())
+    (row,) = [r for r in comparison["rows"] if r["name"] == "search"]
+    assert row["model"] == summary["best"]["params"]["model"] and row["nrmse"] is not None
+    assert row["tune_nrmse"] == summary["best"]["tune_nrmse"]
+    report = (night / "reports" / "latest.html").read_text()
+    assert '<td class="name">search' in report and "<h2>Hyperparameter search</h2>" in report
+    # the preflight searched one trial, in a study of its own
+    pre = json.loads((night / "work" / "preflight" / "search" / "summary.json").read_text())
+    assert pre["storage"].startswith(f"journal {night}/work/preflight/studies/")
 
 
 def test_rerun_reuses_finished_stages(night):

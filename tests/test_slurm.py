@@ -51,3 +51,25 @@ def test_the_training_task_runs_torchrun_on_every_node(tmp_path):
         assert "--nproc-per-node 4 --nnodes 2" in line and f"--node-rank {rank}" in line
         assert "--rdzv-backend c10d --rdzv-endpoint node-a:29400" in line
         assert "jobs/train.py" in line and "--model hybrid" in line
+
+
+def test_the_search_task_runs_one_worker_per_gpu_on_every_node(tmp_path):
+    url = "postgresql://me:s3cret@db:5432/optuna"
+    out = _run("search.sbatch", tmp_path, WORK=str(tmp_path / "night"), SEARCH_MIN="420",
+               SEARCH_STORAGE=url, SEARCH_DIR=str(tmp_path / "studies"),
+               SLURM_GPUS_ON_NODE="4")
+    lines = [line for line in out.splitlines() if "jobs/search.py" in line]
+    assert len(lines) == 2  # one per node
+    for line in lines:
+        assert "--workers-only" in line and "--gpus 0,1,2,3" in line
+        assert f"--studies {tmp_path}/studies" in line
+        assert f"--windows {tmp_path}/night/windows.h5" in line
+        assert "--set search.budget_min=420" in line
+    assert "s3cret" not in out  # the URL travels in the environment only
+
+
+def test_the_search_task_needs_the_shared_storage(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SEARCH_STORAGE"}
+    proc = subprocess.run(["bash", "scripts/slurm/search.sbatch"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode != 0 and "set SEARCH_STORAGE=postgresql://" in proc.stderr

@@ -25,6 +25,9 @@ from overnight.units import to_samples
 SYNTH_SFREQS_HZ = (100.0, 500.0)  # the challenge's L100 releases and the raw HBN rate
 EEG_FORMATS = ("set", "bdf")  # EEGLAB and BioSemi, the formats HBN ships
 PRECISIONS = ("auto", "fp32", "bf16")
+# The environment variable with the search's shared storage (a PostgreSQL URL): a password
+# travels in the environment, never on a command line or in a log.
+SEARCH_STORAGE_ENV = "SEARCH_STORAGE"
 
 
 def setting(default: Any, *, at_least: float | None = None, above: float | None = None,
@@ -318,6 +321,11 @@ class NightConfig(_Section):
     features_limit_min: float = setting(60.0, above=0.0)
     # Per model: the night's settings take minutes on a GPU and under an hour on 16 cores.
     train_limit_min: float = setting(120.0, above=0.0)
+    # The search stops itself at its budget or at the night's limit less [search]
+    # reserve_min, then lets its workers stop for [search] stop_grace_min: this limit only
+    # catches a search that hangs. Its budget's cap (8 h) plus a margin; the night's limit
+    # cuts it further, as it cuts every stage.
+    search_limit_min: float = setting(500.0, above=0.0)
     # Scoring, the bootstrap and the fresh-process check: a minute.
     compare_limit_min: float = setting(30.0, above=0.0)
     # Reads what the night wrote and renders one page: seconds.
@@ -332,6 +340,49 @@ class NightConfig(_Section):
         kind = "train" if stage.startswith(TRAIN_PREFIX) else stage
         name = f"{kind}_limit_min"
         return name if name in {f.name for f in dataclasses.fields(self)} else "other_limit_min"
+
+
+@dataclass(frozen=True)
+class SearchConfig(_Section):
+    """The hyperparameter search (stage search, ``overnight.search``): an Optuna study of
+    the ``[train]`` settings, judged on the tune subjects, in the hours the chain leaves
+    free. What it searches, with each range and why, is ``overnight.search.space``."""
+
+    name: ClassVar[str] = "search"
+    # Minutes the search may run, at most: 8 h fill a night on a GPU host, where the whole
+    # chain takes minutes. It also ends at the night's limit less reserve_min, whichever
+    # comes first. 0 turns it off.
+    budget_min: float = setting(480.0, at_least=0.0)
+    # A CPU trains one trial in about a minute on the demo data and in hours at real size:
+    # there the search runs only when asked (true; make ... SEARCH_MIN=5 asks).
+    on_cpu: bool = setting(False)
+    # Minutes of the night kept after the search for compare and the report (each takes
+    # minutes at R1-R11 on 2 cores, docs/SCALING.md), with room for a late last epoch.
+    reserve_min: float = setting(30.0, at_least=0.0)
+    # At its end the search stops each trial after its running epoch; a worker still busy
+    # this long after is killed (its trial is retried next time, from its checkpoint).
+    stop_grace_min: float = setting(5.0, at_least=0.0)
+    # Finished trials (complete or pruned) after which the search stops; 0: only time
+    # stops it. For tests and short demos.
+    max_trials: int = setting(0, at_least=0)
+    # Epochs a trial trains at most; 0: the night's [train] max_epochs. A trial compares
+    # settings: where epochs are slow (a CPU) fewer of them buy more trials, and the search
+    # model is then the best trial as it trained.
+    max_epochs: int = setting(0, at_least=0)
+    # Trials drawn at random before TPE models the results: Optuna's default (10); fewer
+    # lets TPE guess from too little, more spends the short nights on random draws.
+    startup_trials: int = setting(10, at_least=1)
+    # The median pruner stops a trial whose tune NRMSE after an epoch is worse than the
+    # median of the earlier trials at that epoch, once pruner_startup_trials have finished
+    # and after pruner_warmup_epochs (the first epochs of every trial, under LR warm-up,
+    # say little of where it ends).
+    pruner_startup_trials: int = setting(5, at_least=0)
+    pruner_warmup_epochs: int = setting(2, at_least=0)
+    # With SEARCH_STORAGE (PostgreSQL, several hosts): a worker records a heartbeat this
+    # often, and a running trial silent for twice as long is failed and retried (its worker
+    # died). Optuna's RDB heartbeat; seconds.
+    heartbeat_s: int = setting(60, at_least=1)
+    seed: int = setting(0, at_least=0)  # the sampler's seed (each worker adds its own offset)
 
 
 @dataclass(frozen=True)
@@ -363,7 +414,7 @@ class DataConfig(_Section):
 
 
 SECTIONS = (SynthConfig, WindowsConfig, FeaturesConfig, TrainConfig, GBMConfig, CompareConfig,
-            NightConfig, DataConfig)
+            NightConfig, SearchConfig, DataConfig)
 
 
 @dataclass(frozen=True)
@@ -377,6 +428,7 @@ class Config:
     gbm: GBMConfig = field(default_factory=GBMConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     night: NightConfig = field(default_factory=NightConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

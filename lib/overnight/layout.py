@@ -12,9 +12,12 @@ A night folder (``runs/<date>``, or ``work/demo``)::
     windows.h5  split.json         stage windows
     features.h5                    stage features
     models/<name>/                 stage train-<name>
+    search/summary.json progress.json   stage search (its study lives beside the nights)
+    models/search/                 stage search: the study's best trial
     comparison.json                stage compare
     preflight/                     a night folder of its own: the preflight's slice
       bids/ submission/ reports/   (its input, a copy of the champion, its report)
+      studies/                     (its search's study: one trial)
 """
 
 from __future__ import annotations
@@ -27,14 +30,17 @@ from pathlib import Path
 STAGES: tuple[str, ...] = ("synth", "preflight", "disk", "device", "windows", "features",
                            "train-baseline", "train-hybrid", "train-press",
                            "train-press-hybrid", "train-timing", "train-eegnex", "train-gbm",
-                           "compare", "report")
+                           "search", "compare", "report")
 # The stages up to the models, in the order the driver makes them (with `make -k`, so that
 # one failed model spares the others): the models without features train first.
 MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "train-press", "train-timing",
                                  "train-eegnex", "features", "train-gbm", "train-hybrid",
                                  "train-press-hybrid")
+# After the models, before compare: the hyperparameter search fills the hours left.
+SEARCH_STAGE = "search"
 # The jobs the preflight runs on its slice, in this order.
-PREFLIGHT_STAGES: tuple[str, ...] = ("device", *MODEL_STAGES, "compare", "report")
+PREFLIGHT_STAGES: tuple[str, ...] = ("device", *MODEL_STAGES, SEARCH_STAGE, "compare",
+                                     "report")
 TRAIN_PREFIX = "train-"
 DISK_STAGE = "disk"  # after the preflight: is there room for what the night will write
 REPORT_STAGE = "report"  # always runs, also after a failure or past the night's limit
@@ -43,6 +49,9 @@ WINDOWS_FILE = "windows.h5"
 SPLIT_FILE = "split.json"
 FEATURES_FILE = "features.h5"
 COMPARISON_FILE = "comparison.json"
+# The search's studies outlive a night: they sit beside the night folders (RUNS/search),
+# one folder per study (its journal, when local, and its trials' folders).
+STUDIES_DIR = "search"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +83,21 @@ class NightFolder:
     def model(self, name: str) -> Path:
         """The folder of model ``name`` (stage train-<name>)."""
         return self.models / name
+
+    @property
+    def search(self) -> Path:
+        """The search stage's records of this night (its study lives in ``STUDIES_DIR``)."""
+        return self.root / SEARCH_STAGE
+
+    @property
+    def search_summary(self) -> Path:
+        """The study as the search left it tonight: the report's input (stage search)."""
+        return self.search / "summary.json"
+
+    @property
+    def search_progress(self) -> Path:
+        """The study while the search runs: ``make status``'s input (stage search)."""
+        return self.search / "progress.json"
 
     @property
     def comparison(self) -> Path:
@@ -125,6 +149,11 @@ class NightFolder:
     def reports(self) -> Path:
         """Where the preflight renders its report."""
         return self.root / "reports"
+
+    @property
+    def studies(self) -> Path:
+        """The preflight's search study, its own (a night's live in ``STUDIES_DIR``)."""
+        return self.root / "studies"
 
 
 def stage_rank(stage: str) -> tuple[int, str]:

@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,12 +48,16 @@ RT_CLAMP_TAIL = 0.005  # share of training RTs below (and above) the clamp range
 
 
 def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
-                cfg: TrainConfig, features_path: Path | None = None) -> dict[str, Any]:
+                cfg: TrainConfig, features_path: Path | None = None,
+                on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train ``model_name`` on the split's training subjects; early-stop on the tune NRMSE.
 
     Resumes from ``out_dir/checkpoint.pt`` when it holds the same model and config. With
     ``cfg.ensemble`` > 1, trains that many seeds in ``out_dir/member-<k>/`` (each resumable)
     and writes their mean as the model. Returns the content of ``model.json``.
+    ``on_epoch(epoch, tune_nrmse)`` is called on rank 0 after each epoch scored on the tune
+    subjects, once its checkpoint is written; an exception it raises stops the training
+    (the hyperparameter search prunes trials this way).
     """
     if model_name not in MODELS:
         raise ValueError(f"model={model_name!r}: expected one of {sorted(MODELS)}")
@@ -69,21 +73,21 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     with distributed.process_group(here, device):
         if cfg.ensemble > 1:
             return _train_ensemble(model_name, windows_path, split_path, out_dir, cfg,
-                                   features_path, here)
+                                   features_path, here, on_epoch)
         features_path = features_path if uses_features else None
         if not cfg.refit:
             return _train_one(model_name, windows_path, split_path, out_dir, cfg,
-                              features_path, here, device)
+                              features_path, here, device, on_epoch=on_epoch)
         selection = _train_one(model_name, windows_path, split_path, out_dir / "selection",
-                               cfg, features_path, here, device)
+                               cfg, features_path, here, device, on_epoch=on_epoch)
         return _train_one(model_name, windows_path, split_path, out_dir, cfg, features_path,
                           here, device, selection)
 
 
 def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
                cfg: TrainConfig, features_path: Path | None, here: distributed.World,
-               device: torch.device, selection: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+               device: torch.device, selection: dict[str, Any] | None = None,
+               on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """One training: fit the training subjects, keep the epoch best on the tune subjects.
     With ``selection`` (the record of such a run), fit the training and the tune subjects
     for as many epochs as it kept, with nothing to select on, and record its tune score."""
@@ -170,6 +174,8 @@ def _train_one(model_name: str, windows_path: Path, split_path: Path, out_dir: P
         else:
             log.info("%s refit epoch %d/%d (training and tune subjects)  train loss %.4f  "
                      "lr %.2e  %.1fs", model_name, epoch, max_epochs, train_loss, lr, seconds)
+        if on_epoch is not None and selection is None and here.is_main:
+            on_epoch(epoch, tune_nrmse)
         if not math.isfinite(train_loss):
             log.error("%s: training loss is %s at epoch %d; stopping", model_name,
                       train_loss, epoch)
@@ -221,12 +227,12 @@ def _record_not_run(model_name: str, out_dir: Path, reason: str) -> dict[str, An
 
 
 def _train_ensemble(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
-                    cfg: TrainConfig, features_path: Path | None,
-                    here: distributed.World) -> dict[str, Any]:
+                    cfg: TrainConfig, features_path: Path | None, here: distributed.World,
+                    on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train ``cfg.ensemble`` seeds, then save their mean as one model in ``out_dir``."""
     members = [train_model(model_name, windows_path, split_path, out_dir / f"member-{k}",
                            dataclasses.replace(cfg, seed=cfg.seed + k, ensemble=1),
-                           features_path)
+                           features_path, on_epoch)
                for k in range(cfg.ensemble)]
     if not here.is_main:  # rank 0 joins the members; it wrote their files
         return members[-1]

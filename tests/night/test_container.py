@@ -165,9 +165,11 @@ def test_make_dry_run_shows_the_docker_command_of_every_stage(tmp_path, gpu):
 
     for stage, job in [("windows", "windows.py"), ("features", "features.py"),
                        ("train-baseline", "train.py"), ("train-hybrid", "train.py"),
-                       ("compare", "compare.py"), ("report", "report.py")]:
+                       ("search", "search.py"), ("compare", "compare.py"),
+                       ("report", "report.py")]:
         for work in (night, f"{night}/preflight"):
-            (line,) = _stage_commands(out, stage, work)
+            # make -n search shows the windows and features it needs again: the same line
+            (line,) = set(_stage_commands(out, stage, work))
             words = shlex.split(line.split(" -- ", 1)[1].replace("\\", ""))
             assert words[:3] == ["docker", "run", "--rm"]
             assert f"overnight:{container.IMAGE_FLAVOURS[gpu]}" in words
@@ -177,6 +179,11 @@ def test_make_dry_run_shows_the_docker_command_of_every_stage(tmp_path, gpu):
             if stage == "windows":  # every release is mounted, read only
                 for root in ("/data/hbn/R1_L100", "/data/hbn/R2_L100"):
                     assert f"type=bind,source={root},target={root},readonly" in words
+            if stage == "search":  # the studies, read-write; the storage's URL by name only
+                studies = (f"{work}/studies" if work.endswith("preflight")
+                           else f"{tmp_path}/runs/search")
+                assert f"type=bind,source={studies},target={studies}" in words
+                assert words[words.index("SEARCH_STORAGE") - 1] == "--env"
     assert "preflight: check docker, its daemon and the image" in out
     assert ("preflight: link up to 20 subjects of /data/hbn/R1_L100 /data/hbn/R2_L100"
             in out)

@@ -127,8 +127,12 @@ def test_a_good_night_runs_every_step_in_order(fake):
     assert f"DATA={night.work_dir}/preflight/bids/1-data " in preflight
     assert "WINDOWS_SET=--enough-subjects 2 --set 'windows.val_releases=[]'" in preflight
     assert "TRAIN_SET=--set train.max_epochs=1 --set train.patience=1" in preflight
-    assert rest == [f"-k {' '.join(MODEL_STAGES)} {suffix}", f"compare {suffix}",
-                    f"report {suffix}"]
+    # the preflight's search: one trial, in a study of its own, never a shared database
+    assert "SEARCH_SET=--set search.max_trials=1" in preflight
+    assert f"SEARCH_DIR={night.work_dir}/preflight/studies " in preflight
+    assert "SEARCH_STORAGE= " in preflight
+    assert rest == [f"-k {' '.join(MODEL_STAGES)} {suffix}", f"search {suffix}",
+                    f"compare {suffix}", f"report {suffix}"]
     linked = night.work_dir / "preflight" / "bids" / "1-data"
     assert sorted(p.name for p in linked.iterdir()) == ["sub-A", "sub-B", "sub-C"]
     record = _record(night)
@@ -145,11 +149,11 @@ def test_a_rerun_skips_a_preflight_that_passed_and_fresh_starts_over(fake):
     night = make_night()
     run_night(night)
     (night.work_dir / "leftover").write_text("from the first attempt")
-    reusable = ("preflight", *MODEL_STAGES, "compare")  # passed, or up to date for make
+    reusable = ("preflight", *MODEL_STAGES, "search", "compare")  # passed, or up to date
     first = {stage: records.read_stage(night.folder, stage) for stage in reusable}
 
     assert run_night(night) == EXIT_OK
-    assert [c.split()[0] for c in calls()[4:]] == ["-k", "compare", "report"]
+    assert [c.split()[0] for c in calls()[5:]] == ["-k", "search", "compare", "report"]
     assert len(_record(night)["attempts"]) == 2
     for stage in reusable:
         status = records.read_stage(night.folder, stage)
@@ -158,7 +162,7 @@ def test_a_rerun_skips_a_preflight_that_passed_and_fresh_starts_over(fake):
     assert not records.read_stage(night.folder, "report").get("reused")
 
     assert run_night(make_night(fresh=True)) == EXIT_OK
-    assert calls()[7].startswith("device") and not (night.work_dir / "leftover").exists()
+    assert calls()[9].startswith("device") and not (night.work_dir / "leftover").exists()
     assert len(_record(night)["attempts"]) == 1
 
 
@@ -181,7 +185,7 @@ def test_a_failed_hybrid_still_compares_and_reports(fake, monkeypatch):
     night = make_night()
 
     assert run_night(night) == EXIT_STAGE_FAILED
-    assert [c.split()[0] for c in calls()] == ["device", "-k", "compare", "report"]
+    assert [c.split()[0] for c in calls()] == ["device", "-k", "search", "compare", "report"]
     assert "1 stage(s) failed" in _record(night)["outcome"]
 
 
@@ -250,7 +254,7 @@ def test_dry_run_passes_n_and_writes_nothing(fake):
     make_night, calls = fake
     night = make_night()
     assert dry_run(night) == 0
-    assert all(" -n " in f" {c} " for c in calls()) and len(calls()) == 4
+    assert all(" -n " in f" {c} " for c in calls()) and len(calls()) == 5
     assert not night.work_dir.exists()
 
 

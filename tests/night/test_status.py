@@ -170,3 +170,28 @@ def test_a_live_night_still_shows_as_running(tmp_path):
     assert night_status(work, lock_path=other)["interrupted"]["stage"] == "features"
     # without the lock, status cannot tell and says what the records say
     assert night_status(work)["interrupted"] is None
+
+
+def test_status_shows_the_search_study_while_it_runs_and_after(tmp_path):
+    work = _night(tmp_path, features_status="ok")
+    start = datetime.fromisoformat(STARTED).timestamp()
+    (work / "status" / "search.json").write_text(json.dumps({
+        "stage": "search", "status": "running", "start": "2026-01-02T21:50:00",
+        "seconds": None, "log": "logs/search.log", "error": None}))
+    (work / "search").mkdir()
+    (work / "search" / "progress.json").write_text(json.dumps({
+        "study": "rt-0123456789abcdef", "end": start + 6 * 3600,
+        "end_text": "2026-01-03T03:40:00", "since": start, "tonight": 7,
+        "counts": {"complete": 9, "pruned": 4, "failed": 1, "interrupted": 0,
+                   "running": 2, "waiting": 0},
+        "best": {"number": 5, "tune_nrmse": 0.81234}}))
+    text = format_status(night_status(work, now=start + 3600))
+    line = next(line for line in text.splitlines() if line.startswith("  search:"))
+    assert line == ("  search: study rt-0123456789abcdef: 9 complete, 4 pruned, 1 failed "
+                    "(7 tonight), 2 running; best tune NRMSE 0.8123 (trial 5); 5 h 00 min "
+                    "left (until 2026-01-03T03:40:00)")
+    # once the stage has ended there is no time left to show
+    (work / "status" / "search.json").write_text(json.dumps({
+        "stage": "search", "status": "ok", "start": "2026-01-02T21:50:00", "seconds": 60,
+        "log": "logs/search.log", "error": None}))
+    assert format_status(night_status(work, now=start + 3600)).count("; not running") == 1

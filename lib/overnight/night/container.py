@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from overnight.checks import absolute
+from overnight.config import SEARCH_STORAGE_ENV
 
 GPU_KINDS = ("amd", "nvidia", "none")
 IMAGE_FLAVOURS = {"amd": "rocm", "nvidia": "cuda", "none": "cpu"}  # docker/Dockerfile.<flavour>
@@ -38,6 +39,9 @@ _PASSTHROUGH = {
     "nvidia": ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"),
     "none": (),
 }
+# What the jobs read from the environment whatever the GPU: the search's shared storage
+# (a URL with a password, which must not show on a command line).
+_JOB_ENVIRONMENT = (SEARCH_STORAGE_ENV,)
 _GPU_FLAGS = {
     "amd": ("--device=/dev/kfd", "--device=/dev/dri", "--group-add", "video", "--ipc=host",
             f"--shm-size={SHM_SIZE}", "--security-opt", "seccomp=unconfined"),
@@ -113,7 +117,7 @@ def docker_prefix(gpu: str, image: str, repo: str | os.PathLike[str],
               "--env", f"PYTHONPATH={repo_path / 'lib'}",
               "--env", f"NUMBA_CACHE_DIR={repo_path / NUMBA_CACHE}",
               "--env", "HOME=/tmp"]  # the calling uid may have no home in the image
-    for name in _PASSTHROUGH[gpu]:
+    for name in (*_PASSTHROUGH[gpu], *_JOB_ENVIRONMENT):
         words += ["--env", name]
     if host_network:  # torchrun across nodes: the rendezvous and NCCL/RCCL reach the peers
         words += ["--network", "host"]

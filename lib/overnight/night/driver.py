@@ -10,8 +10,10 @@ and the stages it finds up to date are marked reused):
    shows the error on top and the champion is untouched.
 2. ``make -k`` windows, features and the models: ``-k`` keeps the baseline going when the
    hybrid's branch fails.
-3. ``make compare``: scores whatever trained; with no model, the champion stays.
-4. ``make report``: always.
+3. ``make search``: the hyperparameter search in the hours left (off on a CPU unless asked);
+   its best trial is the model ``search``.
+4. ``make compare``: scores whatever trained; with no model, the champion stays.
+5. ``make report``: always.
 
 The night's folder (``layout.NightFolder``) holds ``night.log`` (everything, time-stamped),
 ``night.json`` (every attempt and the outcome), and a log and a status record per stage.
@@ -38,7 +40,13 @@ from typing import Any, TextIO
 
 from overnight import atomic
 from overnight.config import NightConfig
-from overnight.layout import DISK_STAGE, MODEL_STAGES, PREFLIGHT_STAGES, NightFolder
+from overnight.layout import (
+    DISK_STAGE,
+    MODEL_STAGES,
+    PREFLIGHT_STAGES,
+    SEARCH_STAGE,
+    NightFolder,
+)
 from overnight.night import container, records
 from overnight.night.preflight import make_slice, slice_roots
 from overnight.night.runner import BANNER, run_command, run_stage, stage_time_limit, stamped
@@ -59,6 +67,8 @@ EXIT_MEANINGS = {
 PREFLIGHT = "preflight"
 # The preflight trains each model for one epoch: it tests the code, not the model.
 PREFLIGHT_TRAIN_SET = "--set train.max_epochs=1 --set train.patience=1"
+# and the search for one trial, in a study of its own (never the night's, nor a shared one)
+PREFLIGHT_SEARCH_SET = "--set search.max_trials=1"
 _NOTIFY_TIMEOUT_S = 120
 
 
@@ -119,6 +129,8 @@ class Night:
             EXTRA_RO=" ".join(os.path.abspath(root) for root in self.data),
             SUBMISSION=str(pre.submission), REPORTS=str(pre.reports),
             TRAIN_SET=PREFLIGHT_TRAIN_SET, WINDOWS_SET=windows_set,
+            SEARCH_SET=PREFLIGHT_SEARCH_SET, SEARCH_DIR=str(pre.studies),
+            SEARCH_STORAGE="",
             WINDOW_PARTS="")  # the slice, not the night's joined caches
 
 
@@ -171,6 +183,7 @@ def dry_run(night: Night, preflight_only: bool = False) -> int:
     commands = [night.preflight_command(dry_run=True)]
     if not preflight_only:
         commands += [night.make_command("-k", *MODEL_STAGES, dry_run=True),
+                     night.make_command(SEARCH_STAGE, dry_run=True),
                      night.make_command("compare", dry_run=True),
                      night.make_command("report", dry_run=True)]
     worst = 0
@@ -201,6 +214,7 @@ def _run_locked(night: Night) -> int:
         steps = (("stages: " + ", ".join(MODEL_STAGES)
                   + (f", {len(night.gpus)} models at a time" if parallel else ""),
                   ("-k", *parallel, *MODEL_STAGES)),
+                 ("search: the [train] settings, in the hours left", (SEARCH_STAGE,)),
                  ("compare what trained, promote through the gate", ("compare",)))
         for title, targets in steps:
             if _step(night, title, *targets) != 0:

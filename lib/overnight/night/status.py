@@ -1,8 +1,9 @@
 """The night at a glance (``make status``) and its log as it grows (``make logs``).
 
 Everything is read from the night's folder (``night.records``: the night's record and the
-stages' status records, and the stage logs); GPU memory and use come from
-``rocm-smi`` or ``nvidia-smi`` when one is installed. Nothing here writes.
+stages' status records, and the stage logs; the search's ``search/progress.json``); GPU
+memory and use come from ``rocm-smi`` or ``nvidia-smi`` when one is installed. Nothing here
+writes.
 
 Standard library only: it runs on the host, also when the jobs run in containers.
 """
@@ -19,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from overnight.layout import NightFolder
+from overnight.layout import SEARCH_STAGE, NightFolder
 from overnight.night import records
 from overnight.night.processes import process_alive
 from overnight.night.runner import duration_text
@@ -58,8 +59,9 @@ def night_status(work_dir: str | Path, now: float | None = None,
         ``work_dir``, ``exists``, ``night`` (night.json or None), ``stages`` (status
         records in chain order), ``current`` (the running stage, else the last one to
         start, or None), ``elapsed_s`` (of ``current``), ``progress`` (its last progress
-        line or None), ``last_lines`` (of its log) and ``interrupted`` (None, or the
-        stage a dead night left running and ``stopped``, its last sign of life).
+        line or None), ``last_lines`` (of its log), ``interrupted`` (None, or the
+        stage a dead night left running and ``stopped``, its last sign of life) and
+        ``search`` (the search's progress record, or None).
 
     Raises
     ------
@@ -86,6 +88,7 @@ def night_status(work_dir: str | Path, now: float | None = None,
         "elapsed_s": _elapsed(current, now) if current else None,
         "progress": next((line for line in reversed(lines) if _PROGRESS.search(line)), None),
         "last_lines": lines[-LAST_LINES:],
+        "search": records.read_record(folder.search_progress), "now": now,
     }
 
 
@@ -125,6 +128,9 @@ def format_status(status: dict[str, Any], gpu: str | None = None) -> str:
         out.append(f"  {verb}: {current.get('stage')} for {duration_text(status['elapsed_s'])}")
         if status["progress"]:
             out.append(f"  progress: {status['progress']}")
+    if status.get("search"):
+        out.append(search_line(status["search"], status["stages"],
+                               status.get("now") or time.time()))
     if gpu:
         out.append("  GPU:")
         out += [f"    {line}" for line in gpu.splitlines()]
@@ -132,6 +138,25 @@ def format_status(status: dict[str, Any], gpu: str | None = None) -> str:
         out.append(f"  last lines of {current.get('log')}:")
         out += [f"    {_cut(line)}" for line in status["last_lines"]]
     return "\n".join(out)
+
+
+def search_line(progress: dict[str, Any], stages: list[dict[str, Any]],
+                now: float) -> str:
+    """The search's study in one line: trials done, running, best so far, time left."""
+    counts = progress.get("counts") if isinstance(progress.get("counts"), dict) else {}
+    done = ", ".join(f"{counts[k]} {k}" for k in ("complete", "pruned", "failed",
+                                                   "interrupted") if counts.get(k))
+    best = progress.get("best") if isinstance(progress.get("best"), dict) else None
+    running = any(s.get("stage") == SEARCH_STAGE and s.get("status") == records.RUNNING
+                  for s in stages)
+    end = progress.get("end")
+    left = (f"{duration_text(max(0.0, end - now))} left (until {progress.get('end_text')})"
+            if running and isinstance(end, (int, float)) else "not running")
+    return (f"  search: study {progress.get('study')}: {done or 'no trial finished'}"
+            f" ({progress.get('tonight', 0)} tonight), {counts.get('running', 0)} running; "
+            + (f"best tune NRMSE {best['tune_nrmse']:.4f} (trial {best['number']})"
+               if best and isinstance(best.get("tune_nrmse"), (int, float)) else "no best yet")
+            + f"; {left}")
 
 
 def gpu_usage(run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None,

@@ -35,6 +35,7 @@ from overnight.layout import (
 )
 from overnight.night import records
 from overnight.report import plots
+from overnight.report.search import search_section
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "question", "importa
 
 _MAX_SUBJECT_ROWS = 15  # worst subjects listed in the table; the plot shows all
 _ENV_ORDER = ("device", "code_version", "host", "python", "torch", "numpy", "numba", "h5py")
+# The search's section (overnight.report.search, its own template block).
+CONTEXT_KEYS = (*CONTEXT_KEYS, "search")
 
 
 def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict | None,
@@ -118,6 +121,8 @@ def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict |
         "timeline": timeline,
         "data": _guarded("data", lambda: _data_section(cache_summary, cache_note)),
         "environment": _environment_section(environment, comparison, cache_summary),
+        "search": _guarded("search", lambda: search_section(
+            folder, rows if comparison is not None else [])),
     }
 
 

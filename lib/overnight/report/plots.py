@@ -269,3 +269,37 @@ def label(text: Any, max_chars: int = _MAX_LABEL_CHARS) -> str:
     return text.replace("$", r"\$")
 
 
+
+
+def plot_search(trials: list[dict[str, Any]], since: datetime | None) -> str:
+    """The search's tune NRMSE per trial as trials finished: complete trials (filled: this
+    night's), pruned ones at their last epoch's score, and the best so far as a step line."""
+    fig = _figure(3.0)
+    ax = fig.subplots()
+    done = sorted((t for t in trials if t["complete"] is not None and t["value"] is not None),
+                  key=lambda t: t["complete"])
+    for state, marker, color in (("complete", "o", "#1967d2"), ("pruned", "x", OTHER_COLOR)):
+        shown = [t for t in done if t["state"] == state]
+        for tonight in (True, False):
+            part = [t for t in shown if (since is not None and t["complete"] >= since)
+                    == tonight]
+            if part:
+                ax.scatter([t["complete"] for t in part], [t["value"] for t in part],
+                           marker=marker, s=22, color=color, linewidths=1.2,
+                           facecolors=color if tonight or marker == "x" else "none",
+                           label=f"{state}{', tonight' if tonight else ', earlier'}")
+    complete = [t for t in done if t["state"] == "complete"]
+    if complete:  # drawn on to the last trial, so a lone best still shows as a line
+        best = list(np.minimum.accumulate([t["value"] for t in complete]))
+        ax.step([t["complete"] for t in complete] + [done[-1]["complete"]],
+                best + best[-1:], where="post", color="#e8710a", linewidth=1.5,
+                label="best so far")
+    ax.axhline(1.0, color=OTHER_COLOR, linestyle="--", linewidth=1)
+    if since is not None:
+        ax.axvline(since, color=OTHER_COLOR, linewidth=0.8, linestyle=":")
+    ax.set_ylabel("tune NRMSE")
+    ax.set_xlabel("when the trial finished")
+    fig.autofmt_xdate()
+    ax.legend(fontsize=8, frameon=False)
+    _style(ax)
+    return _png_data_uri(fig)
