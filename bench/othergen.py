@@ -37,9 +37,9 @@ SFREQ_HZ = 100.0
 # Behaviour: the real releases' RT figures (REFERENCE), reached with these draws.
 RT_MEAN_S, RT_SD_S, SUBJECT_RT_SD_S = 1.65, 0.37, 0.247
 EARLY_SHARE, DEADLINE_S, UNEXPLAINED_SHARE = 0.025, 2.42, 0.3
-DRIFT_V_PER_S = 1e-6
+DRIFT_V_PER_S = 1e-6  # sd of each channel's slope within a window
 # log-normal sd of the task signals' size: per subject, and per trial on top
-SUBJECT_SIZE_SD, TRIAL_SIZE_SD = 0.8, 0.7  # sd of each channel's slope within a window
+SUBJECT_SIZE_SD, TRIAL_SIZE_SD = 0.8, 0.7
 
 
 def positions_m() -> np.ndarray:

@@ -230,6 +230,14 @@ def test_missing_or_unreadable_histories_are_reported(work_dir, tmp_path):
     assert _banner_class(html) == "promoted"  # a missing plot is not a failed night
 
 
+def test_an_ensemble_is_drawn_from_its_first_member(work_dir, tmp_path):
+    folder = work_dir / "models" / "hybrid"
+    (folder / "member-0").mkdir()
+    (folder / "history.jsonl").rename(folder / "member-0" / "history.jsonl")
+    html = _render(work_dir, tmp_path)
+    assert "no history.jsonl" not in html
+
+
 def test_empty_work_dir_still_renders(tmp_path):
     html = _render(tmp_path / "nothing here", tmp_path)
 

@@ -83,6 +83,7 @@ def test_the_section_shows_the_trials_importances_and_best_values(tmp_path):
     for name in summary["importances"]["values"]:
         assert f"<td><code>{name}</code></td><td class=\"num\">" in section
     assert "RuntimeError: no epoch gave a finite tune NRMSE" in section
+    assert "night's own best" not in section  # no night row has a tune score
     assert HOSTILE not in html and "&lt;img src=x onerror=alert(3)&gt;" in section
 
 
@@ -111,3 +112,17 @@ def test_a_search_with_no_finished_trial_renders(tmp_path, trials):
         "model": {"trial": None, "why": "no trial has finished yet"}})
     html = _render(work, tmp_path)
     assert "no trial has finished yet" in html and "importances need at least two" in html
+
+
+def test_the_best_trial_is_set_beside_the_nights_own_best_on_tune(tmp_path):
+    summary = _summary(tmp_path)
+    work = tmp_path / "night"
+    write_json(NightFolder(work).search_summary, summary)
+    best = summary["best"]["tune_nrmse"]
+    rows = [{"name": "search", "kind": "model", "nrmse": 0.812, "tune_nrmse": best},
+            {"name": "baseline", "kind": "model", "nrmse": 0.7, "tune_nrmse": best - 0.1},
+            {"name": "hybrid", "kind": "model", "nrmse": 0.9, "tune_nrmse": best + 0.1}]
+    section = _render(work, tmp_path, rows)
+    section = section[section.index("<h2>Hyperparameter search</h2>"):]
+    assert f"<strong>baseline</strong>, tune NRMSE {best - 0.1:.4f}" in section
+    assert "no trial has beaten the\n  night's settings yet" in section

@@ -160,9 +160,11 @@ def _load_runs(models_dir: Path) -> dict[str, dict[str, Any]]:
     runs = {}
     for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
         meta, _ = _read_json(folder / "model.json")
+        # an ensemble keeps one history per member: its first member's curve stands for it
+        source = next((f / "history.jsonl" for f in (folder, folder / "member-0")
+                       if (f / "history.jsonl").exists()), folder / "history.jsonl")
         try:
-            history = [r for r in read_json_lines(folder / "history.jsonl")
-                       if isinstance(r, dict)]
+            history = [r for r in read_json_lines(source) if isinstance(r, dict)]
         except (OSError, UnicodeDecodeError):
             log.warning("unreadable history in %s", folder, exc_info=True)
             history = []

@@ -74,7 +74,17 @@ def search_section(folder: NightFolder, rows: list[dict[str, Any]]) -> dict[str,
         "reaped": summary.get("reaped") or [],
         "model": summary.get("model") if isinstance(summary.get("model"), dict) else None,
         "validation": None if row is None else row.get("nrmse"),
+        "night_best": _night_best(rows),
     }
+
+
+def _night_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The night's own model with the best tune NRMSE (the yardstick the trials face), or
+    None without a comparison."""
+    scored = [r for r in rows if r.get("name") != MODEL_ROW and _finite(r.get("tune_nrmse"))]
+    best = min(scored, key=lambda r: r["tune_nrmse"], default=None)
+    return None if best is None else {"name": best.get("name"), "tune_nrmse": best["tune_nrmse"],
+                                      "nrmse": best.get("nrmse")}
 
 
 def _best(best: dict[str, Any] | None, table: list[Any]) -> dict[str, Any] | None:
