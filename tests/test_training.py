@@ -13,6 +13,7 @@ from overnight.windows.cache import load_windows
 from overnight.windows.split import read_split
 
 from .conftest import TINY_TRAIN
+from .helpers import record_cache_reads
 
 
 def test_outputs_and_weights_only_loading(tiny_night):
@@ -172,7 +173,6 @@ def test_training_never_reads_a_validation_window(tiny_data, tmp_path, monkeypat
     training writes, and no read of the caches touches their rows."""
     import dataclasses
 
-    from overnight.features import cache as feature_cache
     from overnight.windows import cache as window_cache
 
     with window_cache.open_cache(tiny_data.windows) as cache:
@@ -182,15 +182,7 @@ def test_training_never_reads_a_validation_window(tiny_data, tmp_path, monkeypat
                        {"eeg": np.nan, "rt": 99.0})
     _poison_validation(tiny_data.features, poisoned["features"], val_rows,
                        {"features": np.nan})
-    read = []
-    real_read_rows = window_cache.read_rows
-
-    def recording_read_rows(dataset, index):
-        read.append(np.asarray(index))
-        return real_read_rows(dataset, index)
-
-    monkeypatch.setattr(window_cache, "read_rows", recording_read_rows)
-    monkeypatch.setattr(feature_cache, "read_rows", recording_read_rows)
+    read = record_cache_reads(monkeypatch)
     for name, cfg in (("baseline", dataclasses.replace(TINY_TRAIN, ensemble=2)),
                       ("hybrid", TINY_TRAIN), ("gbm", GBMConfig(max_iter=30))):
         metas = {}
