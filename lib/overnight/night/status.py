@@ -109,6 +109,7 @@ def format_status(status: dict[str, Any], gpu: str | None = None) -> str:
             out.append(f"  exit code {night.get('exit_code')}: {night.get('outcome')}")
             out += [f"    {line}" for line in night.get("details") or []]
     out.append("  stages:")
+    width = max((len(str(s.get("stage", "?"))) for s in status["stages"]), default=0)
     for stage in status["stages"]:
         duration = (f"{stage['seconds']:.0f} s" if isinstance(stage.get("seconds"),
                                                               (int, float)) else "")
@@ -116,7 +117,7 @@ def format_status(status: dict[str, Any], gpu: str | None = None) -> str:
         shown = stage.get("status", "?")
         if interrupted and shown == records.RUNNING:
             shown = records.INTERRUPTED
-        out.append(f"    {stage.get('stage', '?'):<15} {shown:<12} "
+        out.append(f"    {stage.get('stage', '?'):<{width}}  {shown:<12} "
                    f"{stage.get('start') or '':<20} {duration:>7}{error}")
     current = status["current"]
     if interrupted:
