@@ -4,6 +4,7 @@ first subjects are the corpus of malformed recordings (tests/corpus.py)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,7 +103,8 @@ def test_the_search_ran_and_its_best_trial_went_through_the_gate(night):
     assert '<td class="name">search' in report and "<h2>Hyperparameter search</h2>" in report
     # the preflight searched one trial, in a study of its own
     pre = json.loads((night / "work" / "preflight" / "search" / "summary.json").read_text())
-    assert pre["storage"].startswith(f"journal {night}/work/preflight/studies/")
+    studies = night / "work" / "preflight" / "studies"
+    assert pre["storage"].startswith(f"journal {studies}{os.sep}")
 
 
 def test_rerun_reuses_finished_stages(night):

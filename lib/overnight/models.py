@@ -265,6 +265,18 @@ class HybridCNN(_WithFeatures):
         return self.head(fused)
 
 
+def dilated_temporal(n_chans: int, n_filters: int, dropout: float) -> nn.Sequential:
+    """The press locator's network: a spatial 1x1 mix, then dilated temporal convolutions
+    (``PRESS_DILATIONS``) that keep one output per time step."""
+    layers: list[nn.Module] = [nn.Conv1d(n_chans, n_filters, kernel_size=1, bias=False),
+                               nn.BatchNorm1d(n_filters), nn.GELU()]
+    for dilation in PRESS_DILATIONS:
+        layers += [nn.Conv1d(n_filters, n_filters, kernel_size=5, dilation=dilation,
+                             padding=2 * dilation, bias=False),
+                   nn.BatchNorm1d(n_filters), nn.GELU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
 class PressLocator(RTModel):
     """RT as locating the button press in time (the challenge's 3rd and 5th entries).
 
@@ -279,13 +291,7 @@ class PressLocator(RTModel):
                  dropout: float = 0.3, sfreq_hz: float = 100.0, window_start_s: float = 0.5,
                  normalization: str = "train") -> None:
         super().__init__(n_chans, normalization)
-        layers: list[nn.Module] = [nn.Conv1d(n_chans, n_filters, kernel_size=1, bias=False),
-                                   nn.BatchNorm1d(n_filters), nn.GELU()]
-        for dilation in PRESS_DILATIONS:
-            layers += [nn.Conv1d(n_filters, n_filters, kernel_size=5, dilation=dilation,
-                                 padding=2 * dilation, bias=False),
-                       nn.BatchNorm1d(n_filters), nn.GELU(), nn.Dropout(dropout)]
-        self.temporal = nn.Sequential(*layers)
+        self.temporal = dilated_temporal(n_chans, n_filters, dropout)
         self.score = nn.Conv1d(n_filters, 1, kernel_size=1)
         self.register_buffer("step_times_s",
                              window_start_s + torch.arange(n_times, dtype=torch.float32)
@@ -317,13 +323,7 @@ class TimingNet(RTModel):
                  dropout: float = 0.3, sfreq_hz: float = 100.0, window_start_s: float = 0.5,
                  normalization: str = "train", n_heads: int = 4) -> None:
         super().__init__(n_chans, normalization)
-        layers: list[nn.Module] = [nn.Conv1d(n_chans, n_filters, kernel_size=1, bias=False),
-                                   nn.BatchNorm1d(n_filters), nn.GELU()]
-        for dilation in PRESS_DILATIONS:
-            layers += [nn.Conv1d(n_filters, n_filters, kernel_size=5, dilation=dilation,
-                                 padding=2 * dilation, bias=False),
-                       nn.BatchNorm1d(n_filters), nn.GELU(), nn.Dropout(dropout)]
-        self.temporal = nn.Sequential(*layers)
+        self.temporal = dilated_temporal(n_chans, n_filters, dropout)
         self.evidence = nn.Conv1d(n_filters, n_heads, kernel_size=1)
         # softmax sharpness on the z-scored traces, learned per head
         self.sharpness = nn.Parameter(torch.full((n_heads,), 3.0))
