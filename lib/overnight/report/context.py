@@ -40,12 +40,11 @@ from overnight.report.search import search_section
 log = logging.getLogger(__name__)
 
 CONTEXT_KEYS = ("generated", "work_dir", "banner", "table", "question", "importance", "rt_bins",
-                "history", "curves", "scatter", "subjects", "timeline", "data", "environment")
+                "history", "curves", "scatter", "subjects", "timeline", "data", "environment",
+                "search")
 
 _MAX_SUBJECT_ROWS = 15  # worst subjects listed in the table; the plot shows all
 _ENV_ORDER = ("device", "code_version", "host", "python", "torch", "numpy", "numba", "h5py")
-# The search's section (overnight.report.search, its own template block).
-CONTEXT_KEYS = (*CONTEXT_KEYS, "search")
 
 
 def build_report_context(work_dir: str | os.PathLike[str], cache_summary: dict | None,

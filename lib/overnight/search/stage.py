@@ -40,6 +40,7 @@ from overnight.search.study import (
     data_fingerprint,
     no_worker_running,
     open_study,
+    origin,
     reap_dead_trials,
     repair_journal,
     retried_trials,
@@ -219,7 +220,7 @@ def materialize(study: optuna.Study, place: StudyPlace, inputs: Inputs, config: 
     if current and (current.get("search") or {}).get("trial") == best.number \
             and current["search"].get("study") == place.name:
         return {**record, "how": "unchanged since the last run"}
-    source = place.trial_dir(int(best.system_attrs.get("failed_trial", best.number)))
+    source = place.trial_dir(origin(best))
     staging = records_dir / f".model-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     if (source / "model.json").is_file() and (source / "model.pt").is_file():
