@@ -58,10 +58,11 @@ DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "
             # bench/othergen.py's physiology, trained with the many-subject settings
             "other": REPO / "configs" / "synth-many.toml"}
 MADE_ELSEWHERE = {"other": REPO / "bench" / "othergen.py"}
-# The training before issue 16's augmentations and weight averaging (the tune set stays):
+# The training before issue 16's augmentations, weight averaging, sensor rotations and
+# 3-seed ensembles (the tune set stays):
 # "today's" baseline and hybrid, the reference the night's defaults must beat.
 BEFORE = ("train.crop_shift_s=0", "train.scale_sd=0", "train.channel_scale_sd=0",
-          "train.ema_epochs=0")
+          "train.ema_epochs=0", "train.sensor_rotation_deg=0", "train.ensemble=1")
 # label -> (model, settings): what `make bench-models` compares by default: every night row
 # with the night's defaults, and the two references.
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -196,7 +197,10 @@ def _train(folder: NightFolder, config: Path, label: str, model: str,
                                        sort_keys=True, default=str).encode()).hexdigest()[:8]
     out = folder.models / f"{label}-{digest}-seed{seed}"
     if not (out / "model.json").exists():
-        sets = [arg for s in (*settings, f"train.seed={seed}") for arg in ("--set", s)]
+        # an ensemble trains seeds train.seed, train.seed + 1, ...: the bench's seeds start
+        # one ensemble apart, so that no two of them share a member
+        first = seed * resolved["train"]["ensemble"]
+        sets = [arg for s in (*settings, f"train.seed={first}") for arg in ("--set", s)]
         run_job(f"{folder.root.name}: {out.name}", [
             "jobs/train.py", "--config", str(config), "--model", model, "--windows",
             str(folder.windows), "--split", str(folder.split), "--features",
