@@ -11,7 +11,8 @@ import pytest
 from overnight.config import FeaturesConfig, SynthConfig, TrainConfig, WindowsConfig
 
 TINY_SYNTH = SynthConfig(n_subjects=6, runs_per_subject=1, trials_per_run=24, seed=7)
-TINY_TRAIN = TrainConfig(max_epochs=2, patience=2, batch_size=32, n_filters=8, device="cpu")
+TINY_TRAIN = TrainConfig(max_epochs=2, patience=2, batch_size=32, n_filters=8, ensemble=1,
+                         device="cpu")
 
 
 @dataclasses.dataclass(frozen=True)

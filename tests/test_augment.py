@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from overnight import augment
 from overnight.config import TrainConfig
+from overnight.hbn.channels import N_CHANS, positions_m
 from overnight.models import build_model
 from overnight.training import Augmentation
 
@@ -94,7 +96,7 @@ def test_a_shifted_crop_keeps_its_target_on_the_press():
     x = torch.zeros(len(rt_s), 3, N_TIMES + 2 * MARGIN)
     press = MARGIN + ((rt_s - start_s) * sfreq_hz).round().long()
     x[torch.arange(len(rt_s)), 1, press] = 1.0
-    cfg = dataclasses.replace(TrainConfig(), crop_shift_s=0.3)
+    cfg = dataclasses.replace(TrainConfig(), crop_shift_s=0.3, sensor_rotation_deg=0.0)
     augmentation = Augmentation(cfg, MARGIN, sfreq_hz)
     torch.manual_seed(3)
     y = (rt_s - 1.6) / 0.4
@@ -104,3 +106,43 @@ def test_a_shifted_crop_keeps_its_target_on_the_press():
     where = crops[:, 1].argmax(dim=1)
     torch.testing.assert_close(start_s + where / sfreq_hz, target_s, atol=1e-5, rtol=0)
     assert not torch.allclose(target_s, rt_s)  # it did shift
+
+
+def _smooth_field(unit: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """A smooth scalp map: largest where the unit vectors point along ``direction``."""
+    return np.exp(2.0 * unit @ (direction / np.linalg.norm(direction)))
+
+
+def test_the_spline_reads_a_smooth_field_where_the_rotated_net_sits():
+    unit = augment.on_unit_sphere(positions_m())
+    assert np.linalg.norm(unit, axis=1) == pytest.approx(np.ones(N_CHANS))
+    rotated = unit @ augment.rotation_matrix(np.array([1.0, 0.2, 0.0]), np.deg2rad(15)).T
+    direction = np.array([0.3, -0.5, 0.8])
+    field = _smooth_field(unit, direction)
+    read = augment.spline_interpolation(unit, rotated) @ field
+    truth = _smooth_field(rotated, direction)
+    assert np.abs(read - truth).max() < 1e-2 * truth.std()
+    assert np.abs(field - truth).max() > 0.3 * truth.std()  # the rotation moved the map
+
+
+def test_a_rotation_bank_keeps_constants_and_is_the_identity_at_zero_degrees():
+    still = augment.rotation_bank(positions_m(), 0.0, 2, np.random.default_rng(0))
+    torch.testing.assert_close(still, torch.eye(N_CHANS).expand(2, -1, -1), atol=1e-5, rtol=0)
+    bank = augment.rotation_bank(positions_m(), 20.0, 8, np.random.default_rng(0))
+    assert bank.shape == (8, N_CHANS, N_CHANS) and bank.dtype == torch.float32
+    torch.testing.assert_close(bank.sum(dim=2), torch.ones(8, N_CHANS), atol=1e-4, rtol=0)
+    moved = (bank - torch.eye(N_CHANS)).abs().amax(dim=(1, 2))
+    assert (moved > 0.05).sum() >= 6  # angles near 0 are allowed, most are not
+
+
+def test_rotate_sensors_gives_each_window_one_matrix_of_the_bank():
+    torch.manual_seed(0)
+    bank = torch.stack([torch.eye(3), 2.0 * torch.eye(3)])
+    x = torch.ones(200, 3, 5)
+    out = augment.rotate_sensors(x, bank)
+    factor = out[:, 0, 0]
+    assert set(factor.tolist()) == {1.0, 2.0}
+    assert torch.equal(out, factor[:, None, None].expand(-1, 3, 5))
+    with pytest.raises(ValueError, match="reads the 3 electrodes of the net; these windows "
+                                         "have 4 channels"):
+        augment.rotate_sensors(torch.ones(2, 4, 5), bank)

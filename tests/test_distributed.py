@@ -26,6 +26,7 @@ from tests.conftest import TinyNight
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = """
 [train]
+ensemble = 1
 max_epochs = 10
 patience = 10
 n_filters = 16

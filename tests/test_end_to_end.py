@@ -29,6 +29,7 @@ trials_per_run = 24
 [windows]
 val_fraction = 0.34
 [train]
+ensemble = 1
 max_epochs = 2
 patience = 2
 n_filters = 8

@@ -30,6 +30,7 @@ CONFIG = """
 [windows]
 val_fraction = 0.34
 [train]
+ensemble = 1
 max_epochs = 4
 patience = 4
 n_filters = 8

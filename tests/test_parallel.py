@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = """
 [train]
+ensemble = 1
 max_epochs = 3
 patience = 3
 n_filters = 8

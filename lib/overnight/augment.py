@@ -13,11 +13,23 @@ official window.
 - ``drop_channels``: channels replaced by their training mean, as a dead electrode.
 - ``add_noise``: Gaussian noise in units of each channel's training std.
 - ``mixup``: each window and its target mixed with another window of the batch.
+- ``rotate_sensors``: the net as if it sat rotated on the head (Krell & Kim 2017, braindecode's
+  ``SensorsRotation``): each window's field re-read at rotated electrode positions by
+  spherical-spline interpolation (Perrin et al. 1989), from a bank made by
+  ``rotation_bank``. Caps sit differently on every head, so the scalp map of the same
+  process moves between subjects.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from numpy.polynomial import legendre
+
+# Perrin et al. (1989)'s spline: stiffness m = 4, its Legendre series cut after 50 terms
+# (as MNE's interpolation of bad channels).
+SPLINE_STIFFNESS = 4
+SPLINE_TERMS = 50
 
 
 def shifted_crops(x: torch.Tensor, n_times: int, margin: int,
@@ -81,3 +93,79 @@ def mixup(x: torch.Tensor, features: torch.Tensor | None, y: torch.Tensor, alpha
         return w * values + (1.0 - w) * values[partner]
 
     return mix(x), None if features is None else mix(features), mix(y)
+
+
+def rotate_sensors(x: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, T) with each window's channels mixed by a matrix of ``bank`` (K, C, C)
+    drawn at random: the field the window shows, read where a rotated net would sit.
+
+    Raises
+    ------
+    ValueError
+        ``x`` has another number of channels than the net ``bank`` was made for.
+    """
+    if x.shape[1] != bank.shape[1]:
+        raise ValueError(f"sensor rotation reads the {bank.shape[1]} electrodes of the net; "
+                         f"these windows have {x.shape[1]} channels (train.sensor_rotation_deg "
+                         "= 0 turns it off)")
+    pick = torch.randint(0, bank.shape[0], (x.shape[0],), device=x.device)
+    return torch.bmm(bank[pick].to(x.dtype), x)
+
+
+def rotation_bank(positions: np.ndarray, max_degrees: float, n_rotations: int,
+                  generator: np.random.Generator) -> torch.Tensor:
+    """(n_rotations, C, C) float32 matrices: each interpolates a field known at
+    ``positions`` (C, 3) onto those positions rotated about the head's centre, about an
+    axis uniform on the sphere, by an angle uniform in +-``max_degrees``."""
+    unit = on_unit_sphere(positions)
+    bank = []
+    for _ in range(n_rotations):
+        axis = generator.standard_normal(3)
+        angle = np.deg2rad(generator.uniform(-max_degrees, max_degrees))
+        bank.append(spline_interpolation(unit, unit @ rotation_matrix(axis, angle).T))
+    return torch.as_tensor(np.stack(bank), dtype=torch.float32)
+
+
+def on_unit_sphere(positions: np.ndarray) -> np.ndarray:
+    """``positions`` (N, 3) as unit vectors from the centre of the sphere that fits them
+    best (least squares: |p - c|^2 = r^2 is linear in c and r^2 - |c|^2)."""
+    design = np.hstack([2.0 * positions, np.ones((len(positions), 1))])
+    solution, *_ = np.linalg.lstsq(design, (positions**2).sum(axis=1), rcond=None)
+    return _unit(positions - solution[:3])
+
+
+def spline_interpolation(known: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """(len(at), len(known)): the spherical spline through values at the ``known`` unit
+    vectors, read at the ``at`` unit vectors."""
+    return _spline_basis(at, known) @ _spline_solver(known)
+
+
+def rotation_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rodrigues' formula: the rotation by ``angle`` radians about ``axis``."""
+    axis = _unit(axis)
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]],
+                      [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def _spline_kernel(cosines: np.ndarray) -> np.ndarray:
+    """Perrin's g(cos angle) = 1/(4 pi) sum_n (2n + 1) / (n (n + 1))^m P_n(cos angle)."""
+    n = np.arange(1, SPLINE_TERMS + 1)
+    coefficients = np.concatenate([[0.0], (2 * n + 1) / (n * (n + 1)) ** SPLINE_STIFFNESS])
+    return legendre.legval(np.clip(cosines, -1.0, 1.0), coefficients) / (4.0 * np.pi)
+
+
+def _spline_basis(at: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """(len(at), len(known) + 1): the kernel between unit vectors, and the constant term."""
+    return np.hstack([_spline_kernel(at @ known.T), np.ones((len(at), 1))])
+
+
+def _spline_solver(known: np.ndarray) -> np.ndarray:
+    """(C + 1, C): the spline's weights and constant from the values at ``known`` (C, 3)
+    unit vectors, with the weights summing to zero."""
+    system = np.vstack([_spline_basis(known, known), np.append(np.ones(len(known)), 0.0)])
+    return np.linalg.pinv(system)[:, :-1]

@@ -35,6 +35,7 @@ from overnight import atomic, augment, distributed
 from overnight.config import TrainConfig
 from overnight.evaluation import nrmse, predict
 from overnight.features.cache import open_features
+from overnight.hbn.channels import positions_m
 from overnight.hbn.events import PLAUSIBLE_RT_S
 from overnight.models import MODELS, RTModel, build_model
 from overnight.provenance import code_version
@@ -45,6 +46,9 @@ from overnight.windows.split import read_split
 log = logging.getLogger(__name__)
 
 RT_CLAMP_TAIL = 0.005  # share of training RTs below (and above) the clamp range
+# sensor rotations drawn once per training (train.sensor_rotation_deg), each batch window
+# taking one at random: 4 MB of matrices
+ROTATIONS_IN_BANK = 64
 
 
 def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: Path,
@@ -563,6 +567,10 @@ class Augmentation:
     def __init__(self, cfg: TrainConfig, margin: int, sfreq_hz: float) -> None:
         self.cfg, self.margin, self.sfreq_hz = cfg, margin, sfreq_hz
         self.max_shift = to_samples(cfg.crop_shift_s, sfreq_hz)
+        self.rotations = (augment.rotation_bank(positions_m(), cfg.sensor_rotation_deg,
+                                                ROTATIONS_IN_BANK,
+                                                np.random.default_rng(cfg.seed))
+                          if cfg.sensor_rotation_deg else None)
 
     def __call__(self, model: RTModel, x: torch.Tensor, features: torch.Tensor | None,
                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -574,6 +582,9 @@ class Augmentation:
             # The cached features are the official window's; a model that reads features
             # computes the crop's itself (the same code the submission runs).
             features = None
+        if self.rotations is not None:
+            self.rotations = self.rotations.to(x.device)
+            x = augment.rotate_sensors(x, self.rotations)
         if cfg.scale_sd or cfg.channel_scale_sd:
             x = augment.scale(x, cfg.scale_sd, cfg.channel_scale_sd)
         if cfg.channel_dropout:

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 # that runs on the CPU, two random trials before TPE, the pruner after two complete ones.
 SEARCH_TOML = """
 [train]
+ensemble = 1
 max_epochs = 2
 patience = 2
 batch_size = 32

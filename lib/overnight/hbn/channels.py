@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 N_CHANS = 129
 CH_NAMES: tuple[str, ...] = (*(f"E{i}" for i in range(1, 129)), "Cz")
 MONTAGE_NAME = "GSN-HydroCel-129"
@@ -28,3 +32,13 @@ def index_of(name: str) -> int:
         raise ValueError(
             f"unknown channel {name!r}: expected E1..E128, Cz or one of {sorted(TEN_TWENTY)}"
         ) from None
+
+
+@functools.lru_cache(maxsize=1)
+def positions_m() -> np.ndarray:
+    """(N_CHANS, 3) electrode positions of the HydroCel 129 net (MNE's standard montage),
+    metres, CH_NAMES order."""
+    import mne
+
+    ch_pos = mne.channels.make_standard_montage(MONTAGE_NAME).get_positions()["ch_pos"]
+    return np.array([ch_pos[name] for name in CH_NAMES])

@@ -51,7 +51,7 @@ from overnight.hbn.bids import (
     write_recording,
     write_sidecars,
 )
-from overnight.hbn.channels import CH_NAMES, FRONTAL_POLE, MONTAGE_NAME, N_CHANS, index_of
+from overnight.hbn.channels import FRONTAL_POLE, N_CHANS, index_of, positions_m
 from overnight.hbn.events import (
     BREAK,
     CORRECT_FEEDBACK,
@@ -349,7 +349,7 @@ def _draw_subject(rng: np.random.Generator, label: str, release: str,
     gain *= variation.task_signal_scale
     scores = tuple(float(x) for x in rng.normal(0.0, 1.0, 4))
     # Background sources: random centres on the net, random widths and signs.
-    positions = _positions_m()
+    positions = positions_m()
     centres = positions[rng.choice(N_CHANS - 1, N_NOISE_SOURCES, replace=False)]
     widths = rng.uniform(*SOURCE_WIDTH_M, N_NOISE_SOURCES)
     signs = rng.choice([-1.0, 1.0], N_NOISE_SOURCES)
@@ -510,25 +510,16 @@ def _plan_run(rng: np.random.Generator, subject: _Subject, cfg: SynthConfig) -> 
 # --------------------------------------------------------------------------- physiology
 
 
-@functools.lru_cache(maxsize=1)
-def _positions_m() -> np.ndarray:
-    """(N_CHANS, 3) electrode positions of the HydroCel 129 net, metres, CH_NAMES order."""
-    import mne
-
-    ch_pos = mne.channels.make_standard_montage(MONTAGE_NAME).get_positions()["ch_pos"]
-    return np.array([ch_pos[name] for name in CH_NAMES])
-
-
 def _gaussian_pattern(centre_m: np.ndarray, width_m: float) -> np.ndarray:
     """(N_CHANS,) spatial pattern: 1 at ``centre_m``, Gaussian fall-off with 3-D distance."""
-    distance2 = ((_positions_m() - centre_m) ** 2).sum(axis=1)
+    distance2 = ((positions_m() - centre_m) ** 2).sum(axis=1)
     return np.exp(-distance2 / (2.0 * width_m**2))
 
 
 def _task_patterns(shift_m: np.ndarray) -> np.ndarray:
     """(5, N_CHANS): occipital, frontal pole, left motor (C3), right motor (C4), CPP, each
     centre moved by its row of ``shift_m`` (5, 3) metres."""
-    positions = _positions_m()
+    positions = positions_m()
 
     def centre(names: Sequence[str]) -> np.ndarray:
         return positions[[index_of(name) for name in names]].mean(axis=0)

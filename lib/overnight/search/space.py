@@ -60,6 +60,9 @@ SPACE: tuple[Param, ...] = (
     Param("scale_sd", "a gain per window: subjects differ in amplitude", low=0.0, high=0.5),
     Param("channel_scale_sd", "a gain per electrode: contact impedances differ",
           low=0.0, high=0.4),
+    Param("sensor_rotation_deg", "the net as if rotated on the head: caps sit differently "
+                                 "on every head, so the same source's map moves",
+          low=0.0, high=30.0),
     Param("ema_epochs", "weights averaged over about this many epochs; 0: the last ones",
           low=0.0, high=3.0),
     Param("mixup_alpha", "mixes windows and their RTs; 0: off", low=0.0, high=0.5),
