@@ -22,6 +22,8 @@ official window.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from numpy.polynomial import legendre
@@ -118,12 +120,11 @@ def rotation_bank(positions: np.ndarray, max_degrees: float, n_rotations: int,
     ``positions`` (C, 3) onto those positions rotated about the head's centre, about an
     axis uniform on the sphere, by an angle uniform in +-``max_degrees``."""
     unit = on_unit_sphere(positions)
-    bank = []
-    for _ in range(n_rotations):
-        axis = generator.standard_normal(3)
-        angle = np.deg2rad(generator.uniform(-max_degrees, max_degrees))
-        bank.append(spline_interpolation(unit, unit @ rotation_matrix(axis, angle).T))
-    return torch.as_tensor(np.stack(bank), dtype=torch.float32)
+    rotated = np.stack([
+        unit @ rotation_matrix(generator.standard_normal(3),
+                               np.deg2rad(generator.uniform(-max_degrees, max_degrees))).T
+        for _ in range(n_rotations)])
+    return torch.as_tensor(spline_interpolation(unit, rotated), dtype=torch.float32)
 
 
 def on_unit_sphere(positions: np.ndarray) -> np.ndarray:
@@ -135,8 +136,8 @@ def on_unit_sphere(positions: np.ndarray) -> np.ndarray:
 
 
 def spline_interpolation(known: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """(len(at), len(known)): the spherical spline through values at the ``known`` unit
-    vectors, read at the ``at`` unit vectors."""
+    """(..., M, N): the spherical spline through values at the ``known`` (N, 3) unit
+    vectors, read at the ``at`` (..., M, 3) unit vectors (one matrix per set of them)."""
     return _spline_basis(at, known) @ _spline_solver(known)
 
 
@@ -153,15 +154,25 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 
 def _spline_kernel(cosines: np.ndarray) -> np.ndarray:
-    """Perrin's g(cos angle) = 1/(4 pi) sum_n (2n + 1) / (n (n + 1))^m P_n(cos angle)."""
+    """Perrin's g(cos angle) = 1/(4 pi) sum_n (2n + 1) / (n (n + 1))^m P_n(cos angle),
+    read off a fine table of it (g is smooth: linear interpolation is exact to 1e-9)."""
+    grid, table = _spline_table()
+    return np.interp(np.clip(cosines, -1.0, 1.0), grid, table)
+
+
+@functools.lru_cache(maxsize=1)
+def _spline_table() -> tuple[np.ndarray, np.ndarray]:
     n = np.arange(1, SPLINE_TERMS + 1)
     coefficients = np.concatenate([[0.0], (2 * n + 1) / (n * (n + 1)) ** SPLINE_STIFFNESS])
-    return legendre.legval(np.clip(cosines, -1.0, 1.0), coefficients) / (4.0 * np.pi)
+    grid = np.linspace(-1.0, 1.0, 20_001)
+    return grid, legendre.legval(grid, coefficients) / (4.0 * np.pi)
 
 
 def _spline_basis(at: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """(len(at), len(known) + 1): the kernel between unit vectors, and the constant term."""
-    return np.hstack([_spline_kernel(at @ known.T), np.ones((len(at), 1))])
+    """(..., M, N + 1): the kernel between the unit vectors ``at`` (..., M, 3) and
+    ``known`` (N, 3), and the constant term."""
+    kernel = _spline_kernel(at @ known.T)
+    return np.concatenate([kernel, np.ones((*kernel.shape[:-1], 1))], axis=-1)
 
 
 def _spline_solver(known: np.ndarray) -> np.ndarray:

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # the host side (the night driver) imports this module without numpy
+    import numpy as np
 
 N_CHANS = 129
 CH_NAMES: tuple[str, ...] = (*(f"E{i}" for i in range(1, 129)), "Cz")
@@ -39,6 +41,7 @@ def positions_m() -> np.ndarray:
     """(N_CHANS, 3) electrode positions of the HydroCel 129 net (MNE's standard montage),
     metres, CH_NAMES order."""
     import mne
+    import numpy as np
 
     ch_pos = mne.channels.make_standard_montage(MONTAGE_NAME).get_positions()["ch_pos"]
     return np.array([ch_pos[name] for name in CH_NAMES])
