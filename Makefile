@@ -90,6 +90,19 @@ $(if $(and $(GPUS),$(filter-out 1,$(NPROC))),\
   $(error GPUS pins each training job to one GPU; NPROC=$(NPROC) would put every rank on it: \
   use GPUS for many models or NPROC for one model on several GPUs, not both))
 
+# The models: the registry (one file per model in lib/overnight/models/, and [night]
+# extra_models) says which exist, what each reads and how it is fitted; its catalog reads
+# them from the source, with the standard library alone (no virtualenv needed).
+comma := ,
+MODEL_CATALOG := $(shell PYTHONPATH=lib $(PYTHON) -m overnight.models.catalog \
+                   --config $(CONFIG) --make)
+catalog = $(subst $(comma), ,$(patsubst $(1)=%,%,$(filter $(1)=%,$(MODEL_CATALOG))))
+MODEL_NAMES := $(call catalog,models)
+NIGHT_MODELS := $(call catalog,night)
+FEATURE_MODELS := $(call catalog,features)
+SINGLE_PROCESS_MODELS := $(call catalog,single-process)
+MODEL_MOUNTS := $(call catalog,mounts)
+
 ifeq ($(RUNNER),docker)
 # The chain's own tools (stage runner, night driver, status) need only the standard
 # library: a docker night needs no virtualenv on the host.
@@ -98,7 +111,8 @@ OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) $(SEARCH_DIR) .numba_cache
 READY := $(OUT_DIRS)
 CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
             $(foreach p,$(DATA) $(EXTRA_RO) $(WINDOW_PARTS),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
-            --rw $(SUBMISSION) --rw $(SEARCH_DIR) $(if $(filter-out 1,$(NNODES)),--host-network) \
+            --rw $(SUBMISSION) --rw $(SEARCH_DIR) $(foreach p,$(MODEL_MOUNTS),--ro $(p)) \
+            $(if $(filter-out 1,$(NNODES)),--host-network) \
             $(if $(filter-out $(MODELS)/baseline,$(ROLLBACK_MODEL)),--ro $(ROLLBACK_MODEL))
 ifeq ($(origin JOB),undefined)
 JOB := $(shell $(CONTAINER))
@@ -117,13 +131,8 @@ WINDOWS := $(WORK)/windows.h5
 SPLIT := $(WORK)/split.json
 FEATURES := $(WORK)/features.h5
 MODELS := $(WORK)/models
-BASELINE := $(MODELS)/baseline/model.json
-HYBRID := $(MODELS)/hybrid/model.json
-PRESS := $(MODELS)/press/model.json
-PRESS_HYBRID := $(MODELS)/press-hybrid/model.json
-TIMING := $(MODELS)/timing/model.json
-EEGNEX := $(MODELS)/eegnex/model.json
-GBM := $(MODELS)/gbm/model.json
+MODEL_RECORDS := $(foreach m,$(MODEL_NAMES),$(MODELS)/$(m)/model.json)
+TRAIN_TARGETS := $(addprefix train-,$(MODEL_NAMES))
 SEARCH_SUMMARY := $(WORK)/search/summary.json
 COMPARISON := $(WORK)/comparison.json
 # The model make rollback installs: the night's baseline, or a recorded champion's folder.
@@ -132,7 +141,9 @@ CFG = --config $(CONFIG)
 TORCHRUN = -m torch.distributed.run --nproc-per-node $(NPROC) \
            $(if $(filter 1,$(NNODES)),--standalone,--nnodes $(NNODES) --node-rank $(NODE_RANK) \
            --rdzv-backend c10d --rdzv-endpoint $(RDZV_ENDPOINT) --rdzv-id overnight-$(DATE))
-TRAIN = $(JOB) $(if $(NPROC),$(TORCHRUN)) jobs/train.py $(CFG) $(TRAIN_SET)
+# A model fitted by gradients trains under torchrun when NPROC is set; trees in one process.
+TRAIN = $(JOB) $(if $(and $(NPROC),$(filter-out $(SINGLE_PROCESS_MODELS),$*)),$(TORCHRUN)) \
+        jobs/train.py $(CFG) $(TRAIN_SET)
 # The night driver sets NIGHT_DEADLINE (epoch seconds): no stage runs past the night's limit.
 STAGE = $(HOST_PY) jobs/run_stage.py $(CFG) $(if $(NIGHT_DEADLINE),--deadline $(NIGHT_DEADLINE)) \
         $(if $(GPUS),--gpus $(GPUS)) --work $(WORK)
@@ -151,18 +162,20 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
         --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh) \
         $(if $(GPUS),--gpus $(GPUS))
 
-.PHONY: help setup data demo synth overnight night-command ready preflight device windows features \
-        train-baseline train-hybrid train-press train-press-hybrid train-timing train-eegnex \
-        train-gbm models \
-        compare report rollback verify image status logs install-cron test test-all test-eegnex test-eegdash \
-        lint clean distclean bench bench-windows bench-models bench-night bench-data setup-eegnex
+.PHONY: help setup data demo synth overnight night-command ready preflight device check-models \
+        windows features models $(TRAIN_TARGETS) compare report rollback \
+        verify image status logs install-cron test test-all test-eegnex test-eegdash lint clean \
+        distclean bench bench-windows bench-models bench-night bench-data setup-eegnex
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^## ----/ {sub(/^## /, ""); printf "\n%s\n", $$0} \
-	     /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	     /^([a-zA-Z_-]+|\$$\(TRAIN_TARGETS\)):.*## / {sub(/\$$\(TRAIN_TARGETS\)/, "train-<model>", $$1); \
+	     printf "  make %-16s %s\n", $$1, $$2}' \
+	     $(MAKEFILE_LIST)
 	@echo
+	@echo "Models: $(MODEL_NAMES) (tonight: $(NIGHT_MODELS))"
 	@echo "Now: DATA=$(DATA) WORK=$(WORK) CONFIG=$(CONFIG) RUNNER=$(RUNNER) GPU=$(GPU)"
 
 ## ---- Start here ----
@@ -171,7 +184,7 @@ demo: setup ## set up, make the synthetic dataset and run the whole chain in wor
 	    SEARCH_DIR=$(DEMO_SEARCH_DIR) TRUTH=$(SYNTH_DATA)/derivatives/synth/truth.tsv
 
 test: setup ## lint and run the default test suite (no GPU, no slow tests, no eegdash rerun)
-	$(PY) -m ruff check lib jobs tests bench
+	$(PY) -m ruff check lib jobs tests bench examples
 	$(PY) -m pytest -q -m "not slow and not gpu and not eegdash"
 
 data: | $(SETUP_STAMP) ## fetch RELEASES="R1 R5" [MINI=1] [SOURCE=openneuro] [TASKS=all] into DATA_DIR (data)
@@ -213,34 +226,25 @@ synth: $(SYNTH_DATA)/dataset_description.json ## write the synthetic HBN dataset
 device: | $(READY) ## the versions and device the jobs see; fails when GPU is set and none is
 	$(STAGE) device -- $(JOB) jobs/check_device.py $(CFG) --gpu $(GPU)
 
-windows: $(WINDOWS) ## stage 1: BIDS recordings -> HDF5 windows with RT targets, and the split
+check-models: | $(READY) ## the night's models: each imports, builds, keeps its guards and embeds
+	$(STAGE) check-models -- $(JOB) jobs/check_models.py $(CFG)
 
-features: $(FEATURES) ## stage 2: Numba features per window -> HDF5
+windows: $(WINDOWS) ## BIDS recordings -> HDF5 windows with RT targets, and the split
 
-train-baseline: $(BASELINE) ## stage 3: train the baseline CNN
+features: $(FEATURES) ## Numba features per window -> HDF5
 
-train-hybrid: $(HYBRID) ## stage 4: train the hybrid CNN + features model
+$(TRAIN_TARGETS): train-%: $(MODELS)/%/model.json ## train one registered model (listed below), e.g. make train-hybrid
 
-train-press: $(PRESS) ## stage 5: train the press locator (RT = where the press lies)
+models: $(addprefix train-,$(NIGHT_MODELS)) ## the night's models ([night] models; make -k models: one failed model spares the others)
 
-train-press-hybrid: $(PRESS_HYBRID) ## stage 6: train the press locator + features model
-
-train-timing: $(TIMING) ## stage 7: train the timing network (RT from when things happen, not how large)
-
-train-eegnex: $(EEGNEX) ## stage 8: train braindecode's EEGNeX, the peer row (not run without braindecode)
-
-train-gbm: $(GBM) ## stage 9: fit gradient-boosted trees on the features (shipped as torch tensors)
-
-models: train-baseline train-press train-timing train-eegnex train-gbm train-hybrid train-press-hybrid ## every model (make -k models: one failed model spares the others)
-
-search: $(SEARCH_SUMMARY) ## stage 10: Optuna search of the [train] settings in the hours left; its best is model search
+search: $(SEARCH_SUMMARY) ## Optuna search of the [train] settings in the hours left; its best is model search
 
 search-workers: | $(READY) ## this host's workers (one per GPU of GPUS) join the night's study (SEARCH_STORAGE; docs/SCALING.md)
 	$(SEARCH) --workers-only
 
-compare: $(COMPARISON) ## stage 11: score the models that trained and the champion; promote
+compare: $(COMPARISON) ## score the models that trained and the champion; promote
 
-report: | $(READY) ## stage 12: render reports/<date>.html and latest.html from what WORK holds
+report: | $(READY) ## render reports/<date>.html and latest.html from what WORK holds
 	$(STAGE) report -- $(JOB) jobs/report.py $(CFG) --work $(WORK) --windows $(WINDOWS) \
 	    --reports $(REPORTS) --date $(DATE) --submission $(SUBMISSION)
 
@@ -271,35 +275,12 @@ endif
 $(FEATURES): $(WINDOWS)
 	$(STAGE) features -- $(JOB) jobs/features.py $(CFG) --windows $(WINDOWS) --out $@
 
-$(BASELINE): $(WINDOWS) $(SPLIT)
-	$(STAGE) train-baseline -- $(TRAIN) --model baseline \
-	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
+# One rule for every registered model; the ones that read features wait for them.
+$(MODEL_RECORDS): $(MODELS)/%/model.json: $(WINDOWS) $(SPLIT)
+	$(STAGE) train-$* -- $(TRAIN) --model $* --windows $(WINDOWS) --split $(SPLIT) \
+	    $(if $(filter $*,$(FEATURE_MODELS)),--features $(FEATURES)) --out $(@D)
 
-$(HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
-	$(STAGE) train-hybrid -- $(TRAIN) --model hybrid \
-	    --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) --out $(@D)
-
-$(PRESS): $(WINDOWS) $(SPLIT)
-	$(STAGE) train-press -- $(TRAIN) --model press \
-	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
-
-$(PRESS_HYBRID): $(WINDOWS) $(SPLIT) $(FEATURES)
-	$(STAGE) train-press-hybrid -- $(TRAIN) \
-	    --model press-hybrid --windows $(WINDOWS) --split $(SPLIT) --features $(FEATURES) \
-	    --out $(@D)
-
-$(TIMING): $(WINDOWS) $(SPLIT)
-	$(STAGE) train-timing -- $(TRAIN) --model timing \
-	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
-
-$(EEGNEX): $(WINDOWS) $(SPLIT)
-	$(STAGE) train-eegnex -- $(TRAIN) --model eegnex \
-	    --windows $(WINDOWS) --split $(SPLIT) --out $(@D)
-
-# Trees are fitted by one process (scikit-learn), never under torchrun.
-$(GBM): $(WINDOWS) $(SPLIT) $(FEATURES)
-	$(STAGE) train-gbm -- $(JOB) jobs/train.py $(CFG) --model gbm --windows $(WINDOWS) \
-	    --split $(SPLIT) --features $(FEATURES) --out $(@D)
+$(foreach m,$(FEATURE_MODELS),$(MODELS)/$(m)/model.json): $(FEATURES)
 
 .PHONY: search search-workers search-defaults FORCE
 # SEARCH_MIN asks for a search now: the stage runs even when tonight's search is done.
@@ -363,7 +344,7 @@ test-all: setup ## every test, slow ones included (GPU tests run when a GPU is v
 	$(PY) -m pytest -q -m "not gpu"
 
 lint: setup ## ruff on the code
-	$(PY) -m ruff check lib jobs tests bench
+	$(PY) -m ruff check lib jobs tests bench examples
 
 clean: ## delete the demo work folder, its study and rendered reports (keeps nights, data, submission, venv)
 	rm -rf $(DEMO_WORK) $(DEMO_SEARCH_DIR) $(REPORTS)/*.html

@@ -49,6 +49,7 @@ from overnight.evaluation import (
 )
 from overnight.features.cache import read_features
 from overnight.layout import NightFolder
+from overnight.models.catalog import load_catalog
 from overnight.windows.cache import load_windows, open_cache
 from overnight.windows.split import read_split
 
@@ -58,24 +59,21 @@ DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "
             # bench/othergen.py's physiology, trained with the many-subject settings
             "other": REPO / "configs" / "synth-many.toml"}
 MADE_ELSEWHERE = {"other": REPO / "bench" / "othergen.py"}
-# The training before issue 16's augmentations, weight averaging, sensor rotations and
-# 3-seed ensembles (the tune set stays):
-# "today's" baseline and hybrid, the reference the night's defaults must beat.
+# The night's training without what its defaults add to the loop (shifted crops, gains,
+# weight averaging, sensor rotations, 3-seed ensembles; the tune set stays): the reference
+# the defaults must beat, as the "-before" rows.
 BEFORE = ("train.crop_shift_s=0", "train.scale_sd=0", "train.channel_scale_sd=0",
           "train.ema_epochs=0", "train.sensor_rotation_deg=0", "train.ensemble=1")
-# label -> (model, settings): what `make bench-models` compares by default: every night row
-# with the night's defaults, and the two references.
-VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "baseline": ("baseline", ()),
-    "hybrid": ("hybrid", ()),
-    "press": ("press", ()),
-    "press-hybrid": ("press-hybrid", ()),
-    "timing": ("timing", ()),
-    "gbm": ("gbm", ()),
-    "eegnex": ("eegnex", ()),
-    "baseline-before": ("baseline", BEFORE),
-    "hybrid-before": ("hybrid", BEFORE),
-}
+BEFORE_MODELS = ("baseline", "hybrid")
+
+
+def default_variants() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """label -> (model, settings): what `make bench-models` compares by default: every
+    registered model with the night's defaults, and the "-before" references."""
+    return {**{name: (name, ()) for name in load_catalog().names},
+            **{f"{name}-before": (name, BEFORE) for name in BEFORE_MODELS}}
+
+
 TRUTH = Path("derivatives") / "synth" / "truth.tsv"
 RIDGE_PENALTIES = tuple(10.0 ** k for k in range(-3, 5))
 
@@ -88,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, of {sorted(DATASETS)}")
     parser.add_argument("--variant", dest="variants", action="append", type=_variant,
                         metavar="LABEL=MODEL[:SECTION.KEY=VALUE;...]",
-                        help="a variant to train (repeatable; default: " +
-                             ", ".join(VARIANTS) + ")")
+                        help="a variant to train (repeatable; default: every registered "
+                             "model, and " + ", ".join(f"{n}-before" for n in BEFORE_MODELS)
+                             + ")")
     parser.add_argument("--jobs", type=int, default=1,
                         help="trainings at once, the cores shared among them")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the section of --out to write (one per machine or subset)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    variants = dict(args.variants) if args.variants else VARIANTS
+    variants = dict(args.variants) if args.variants else default_variants()
     results = {name: dataset_results(args.work / name, DATASETS[name], args.seeds, variants,
                                      args.jobs)
                for name in args.datasets}

@@ -274,26 +274,32 @@ def features_reference(windows: Path, sample: int) -> dict[str, Any]:
 
 def training_throughput(windows: Path, split: Path, config: Path) -> dict[str, Any]:
     """Windows/s of the baseline's training loop as the night runs it (second epoch)."""
-    from overnight import distributed, training
+    from overnight import distributed
     from overnight.config import load_config
+    from overnight.models.registry import find_model
+    from overnight.training.augment import Augmentation
+    from overnight.training.data import load_split_sides
+    from overnight.training.device import resolve_autocast, resolve_device
+    from overnight.training.loop import LossModule, train_epoch
 
     cfg = load_config(config).train
-    device = training.resolve_device(cfg.device)
-    autocast = training.resolve_autocast(cfg.precision, device)
-    train, _, _, stats = training.load_split_sides(windows, split, None, device, cfg)
-    model = training.build_model("baseline", n_filters=cfg.n_filters,
-                                 dropout=cfg.dropout).to(device)
+    device = resolve_device(cfg.device)
+    autocast = resolve_autocast(cfg.precision, device)
+    train, _, _, stats = load_split_sides(windows, split, None, device, cfg)
+    model = find_model("baseline").build(n_filters=cfg.n_filters,
+                                         dropout=cfg.dropout).to(device)
     model.set_standardization(stats)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     generator = torch.Generator().manual_seed(0)
+    with open_cache(windows) as cache:
+        augmentation = Augmentation(cfg, train.margin, cache.sfreq_hz)
     timings = []
     for _ in range(3):  # the first epoch warms up kernels and caches
         _sync(device)
         started = time.perf_counter()
-        training._train_epoch(training._Standardized(model), model, train, optimizer,
-                              scheduler, generator, cfg.batch_size, cfg, autocast,
-                              distributed.ONE_PROCESS)
+        train_epoch(LossModule(model), model, None, train, optimizer, scheduler, generator,
+                    cfg.batch_size, cfg, augmentation, autocast, distributed.ONE_PROCESS)
         _sync(device)
         timings.append(time.perf_counter() - started)
     seconds = float(np.median(timings[1:]))
@@ -322,17 +328,18 @@ class _OldStyleWindows(torch.utils.data.Dataset):
 
 def training_reference(windows: Path, split: Path, batches: int) -> dict[str, Any]:
     """The old loop: DataLoader(batch 32, 4 workers), fp32, the same model and device."""
-    from overnight import training
+    from overnight.models.registry import find_model
+    from overnight.training.device import resolve_device
     from overnight.windows.split import read_split
 
-    device = training.resolve_device("auto")
+    device = resolve_device("auto")
     with open_cache(windows) as cache:
         subjects, rt = cache.subjects(), cache.rt()
     rows = np.flatnonzero(np.isin(subjects, read_split(split)["train"]))
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # 4 on purpose
     loader = torch.utils.data.DataLoader(_OldStyleWindows(windows, rows, rt[rows]),
                                          batch_size=32, shuffle=True, num_workers=4)
-    model = training.build_model("baseline").to(device)
+    model = find_model("baseline").build().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     warmup, seen = 10, 0
     for step, (x, y) in enumerate(loader):

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", required=True, choices=GPU_KINDS)
     parser.add_argument("--image", required=True, help="the image the jobs run in (docker)")
     parser.add_argument("--config", type=Path, default=None,
-                        help="config file: its [night] section holds the time limits")
+                        help="config file: its [night] section holds the models and the "
+                             "time limits")
     parser.add_argument("--gpus", default="",
                         help="comma-separated GPU ids: one model per GPU, made in parallel")
     parser.add_argument("--fresh", action="store_true", help="start the night over")
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                   make=tuple(shlex.split(args.make)), runner=args.runner, gpu=args.gpu,
                   image=args.image, fresh=args.fresh,
                   notify_cmd=os.environ.get("NOTIFY_CMD") or None,
-                  limits=load_config(args.config).night,
+                  settings=load_config(args.config).night,
                   gpus=tuple(g for g in args.gpus.split(",") if g))
     if args.dry_run:
         return dry_run(night, args.preflight_only)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from overnight.cli import job_parser, setup
 from overnight.search.stage import progress_writer, run_search, search_end
-from overnight.search.study import StudyPlace, data_fingerprint, storage_url, study_name
+from overnight.search.study import StudyPlace, night_study_name, storage_url
 from overnight.search.worker import Inputs, run_worker
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", required=True, type=Path, help="window cache (HDF5)")
     parser.add_argument("--split", required=True, type=Path, help="subject split (JSON)")
     parser.add_argument("--features", type=Path, default=None,
-                        help="feature cache (HDF5): the hybrid family reads it")
+                        help="feature cache (HDF5), for the families that read features")
     parser.add_argument("--out", required=True, type=Path,
                         help="the model folder to write (models/search)")
     parser.add_argument("--records", required=True, type=Path,
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if summary.get("worker_errors") else 0
     since = time.time() if args.since is None else args.since
     end = args.end if args.end is not None else search_end(config, since, args.deadline)
-    name = study_name(data_fingerprint(args.windows, args.split))
+    name, _ = night_study_name(args.windows, args.split, config)
     place = StudyPlace(name, args.studies / name, storage)
     finished = run_worker(inputs, place, config, end, since, args.worker_index, args.workers,
                           progress_writer(args.records / "progress.json", place, end, since))

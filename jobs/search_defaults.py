@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)  # before setup's: the diff alone on stdout
     config = setup(args)
     try:
-        study, place = choose_study(args.studies, storage_url(), args.windows, args.split)
+        study, place = choose_study(args.studies, storage_url(), config, args.windows,
+                                    args.split)
         text = best_as_toml(study, place, config, args.config or "the defaults", args.models)
     except (FileNotFoundError, ValueError) as exc:
         print(f"make search-defaults: {exc}", file=sys.stderr)

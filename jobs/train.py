@@ -1,5 +1,4 @@
-"""Train one model on the window cache (or record why it cannot run here); the trees
-(--model gbm) on the feature cache.
+"""Train one registered model on the window cache (or record why it cannot run here).
 
 Under torchrun (make train-<model> NPROC=4) every process runs this; rank 0 logs and writes.
 """
@@ -9,33 +8,29 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from overnight import distributed, trees
+from overnight import distributed
 from overnight.cli import job_parser, setup
-from overnight.models import MODELS
-from overnight.training import train_model
+from overnight.training.fit import train_model
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
+    parser.add_argument("--model", required=True,
+                        help="a registered model (python -m overnight.models.catalog lists "
+                             "them)")
     parser.add_argument("--windows", required=True, type=Path, help="window cache (HDF5)")
     parser.add_argument("--split", required=True, type=Path, help="subject split (JSON)")
     parser.add_argument("--features", type=Path, default=None,
-                        help="feature cache (HDF5), needed by the hybrid")
+                        help="feature cache (HDF5), for a model that reads features")
     parser.add_argument("--out", required=True, type=Path, help="model folder to write")
     args = parser.parse_args(argv)
     config = setup(args)
     if not distributed.world().is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one voice in the log: rank 0's
-    if args.model == trees.MODEL_NAME:
-        if args.features is None:
-            parser.error(f"--model {trees.MODEL_NAME} reads the features: pass --features")
-        meta = trees.train_trees(args.windows, args.split, args.features, args.out, config.gbm)
-    else:
-        meta = train_model(args.model, args.windows, args.split, args.out, config.train,
-                           args.features)
+    meta = train_model(args.model, args.windows, args.split, args.out, config.train,
+                       args.features, gbm=config.gbm, extra_models=config.night.extra_models)
     if meta.get("not_run"):
         return 0  # recorded in model.json: the comparison and the report show why
     log.info("%s: tune NRMSE %.4f (epoch %d/%d, %.0f s) -> %s", meta["model"],

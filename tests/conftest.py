@@ -48,7 +48,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyNight:
 @pytest.fixture(scope="session")
 def tiny_night(tiny_data: TinyNight) -> TinyNight:
     """``tiny_data`` plus a baseline and a hybrid trained for two epochs."""
-    from overnight.training import train_model
+    from overnight.training.fit import train_model
 
     for name in ("baseline", "hybrid"):
         train_model(name, tiny_data.windows, tiny_data.split, tiny_data.models / name,

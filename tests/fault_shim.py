@@ -3,7 +3,8 @@
     make overnight JOB="python tests/fault_shim.py"  with  OVERNIGHT_FAULT=<fault>
 
 runs every job as ``python`` would, except for the fault:
-- ``hybrid-first-batch``: the hybrid model raises on its first batch;
+- ``hybrid-first-batch``: the hybrid model raises on its first training batch (in the
+  training job: the preflight's model check builds it unbroken);
 - ``features-hang``: the features job of the night (not of its preflight) hangs, deaf to
   SIGTERM, as a stalled mount or a deadlocked loader would;
 - ``search-hang-after-epoch``: a search worker hangs once its first trial has reported its
@@ -26,7 +27,7 @@ HANG_PID_FILE = "OVERNIGHT_HANG_PID_FILE"  # where the hanging job writes its pi
 
 
 def _break_the_hybrid() -> None:
-    from overnight.models import HybridCNN
+    from overnight.models.hybrid import HybridCNN
 
     def raise_on_first_batch(self, x, features=None):
         raise RuntimeError("injected fault: the hybrid raises on its first batch")
@@ -57,11 +58,11 @@ def _hang_after_first_report() -> None:
 
 if __name__ == "__main__":
     fault = os.environ.get("OVERNIGHT_FAULT")
-    if fault == FAULT:
+    script, *arguments = sys.argv[1:]
+    if fault == FAULT and script.endswith("train.py"):
         _break_the_hybrid()
     if fault == SEARCH_HANG:
         _hang_after_first_report()
-    script, *arguments = sys.argv[1:]
     if fault == HANG and script.endswith("features.py") \
             and not any("/preflight/" in a for a in arguments):
         _hang()

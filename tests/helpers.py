@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from overnight.models import MODELS, EEGNeXPeer
+from overnight.models.eegnex import EEGNeXPeer
+from overnight.models.registry import builtin_names
 
 # braindecode's EEGNeX needs the optional requirements-eegnex.txt (make setup-eegnex, or a
 # container image): its tests are marked, and skipped with the reason where it cannot import.
@@ -17,7 +18,7 @@ def model_names() -> list:
     """Every registered model as a pytest parameter, EEGNeX marked as above."""
     return [pytest.param(name, marks=[pytest.mark.eegnex, skip_without_eegnex]
                          if name == "eegnex" else [])
-            for name in sorted(MODELS)]
+            for name in builtin_names()]
 
 
 def event_row(onset: float | None, value: str, feedback: str = "n/a") -> dict[str, str]:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from overnight import training
 from overnight.atomic import read_json_lines
 from overnight.config import SynthConfig, WindowsConfig, load_config
 from overnight.evaluation import load_trained_model, nrmse, predict
 from overnight.night.processes import descendants
+from overnight.training.fit import train_model
 from overnight.windows.cache import load_windows
 from overnight.windows.split import read_split
 from tests.conftest import TinyNight
@@ -103,10 +103,10 @@ def test_two_gloo_processes_train_resume_and_match_one(data, tmp_path):
 
     # 3. the same effective batch in one process, three seeds: the spread to land in
     cfg = load_config(config).train
-    singles = [training.train_model("baseline", tiny_data.windows, tiny_data.split,
-                                    tmp_path / f"seed{seed}",
-                                    cfg.__class__(**{**cfg.__dict__, "seed": seed}))
-               ["best_tune_nrmse"] for seed in range(3)]
+    singles = [train_model("baseline", tiny_data.windows, tiny_data.split,
+                           tmp_path / f"seed{seed}",
+                           cfg.__class__(**{**cfg.__dict__, "seed": seed}))["best_tune_nrmse"]
+               for seed in range(3)]
     tune = load_windows(tiny_data.windows, read_split(tiny_data.split)["tune"])
     model, _ = load_trained_model(out)
     ddp = nrmse(tune.rt, predict(model, tune.eeg))

@@ -1,5 +1,6 @@
 """The whole chain through the Makefile, as `make demo` runs it, on a tiny dataset whose
-first subjects are the corpus of malformed recordings (tests/corpus.py)."""
+first subjects are the corpus of malformed recordings (tests/corpus.py), with a model of the
+user's own (examples/wide.py) beside the built-in ones."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from pathlib import Path
 import pytest
 
 from overnight import atomic
-from overnight.layout import STAGES as CHAIN
-from overnight.models import MODELS
+from overnight.config import NightConfig
+from overnight.models.catalog import load_catalog
 from tests.corpus import CASES, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-# The stages with a record in the night's own folder (the preflight's jobs, device among
-# them, keep theirs in its folder).
-STAGES = tuple(s for s in CHAIN if s not in ("preflight", "device"))
+USER_MODEL = "examples/wide.py"  # relative to the checkout, as a user writes it
+CATALOG = load_catalog(NightConfig(extra_models=(USER_MODEL,)), REPO)
+MODELS = CATALOG.night
+# The stages with a record in the night's own folder (the preflight's jobs, device and
+# check-models among them, keep theirs in its folder).
+STAGES = ("synth", "disk", *CATALOG.model_stages(), "search", "compare", "report")
 
 TINY_CONFIG = """
 [synth]
@@ -39,6 +43,8 @@ device = "cpu"
 on_cpu = true
 budget_min = 5
 max_trials = 2
+[night]
+extra_models = ["examples/wide.py"]
 """
 
 
@@ -117,6 +123,29 @@ def test_rerun_reuses_finished_stages(night):
              for s in STAGES}
     # the disk check runs on every attempt (space changes); the report is always rendered
     assert {s for s in STAGES if before[s] != after[s]} <= {"disk", "report"}
+
+
+def test_a_model_of_your_own_trains_compares_and_ships(night):
+    assert "wide" in MODELS
+    models = night / "work" / "models"
+    meta = json.loads((models / "wide" / "model.json").read_text())
+    assert meta["source"] == "model_source.py"  # the code that trained, beside its weights
+    assert (models / "wide" / "model_source.py").read_text() == (REPO / USER_MODEL).read_text()
+    comparison = json.loads((night / "work" / "comparison.json").read_text())
+    (row,) = [r for r in comparison["rows"] if r["name"] == "wide"]
+    assert row["nrmse"] is not None and row["inputs"] == ["eeg"]
+    summary = json.loads((night / "work" / "search" / "summary.json").read_text())
+    family = next(p for p in summary["space"] if p["name"] == "model")
+    assert "wide" in family["range"]  # it declares searched=True: a family of the search
+    check = (night / "work" / "preflight" / "logs" / "check-models.log").read_text()
+    assert "wide: WideNet builds; guards, loss, submission in a fresh process ok" in check
+    # shipped: rolled back to (the install runs the fresh-process check), its code embedded
+    proc = _make(night, "rollback", f"ROLLBACK_MODEL={models / 'wide'}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    champion = json.loads((night / "submission" / "champion.json").read_text())
+    assert champion["model"] == "wide"
+    source = (night / "submission" / "submission.py").read_text()
+    assert "class WideNet(RTModel):" in source and "MODEL_CLASS = WideNet" in source
 
 
 def test_rollback_makes_the_baseline_champion(night):

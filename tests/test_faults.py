@@ -29,9 +29,13 @@ DATE = "2026-01-02"
 CONFIG = """
 [windows]
 val_fraction = 0.34
+[night]
+# the night's machinery is under test, not the models: two that read the raw window alone
+# (trained before the features stage) and one that reads the features (after it)
+models = ["baseline", "press", "hybrid"]
 [train]
-# the night's machinery is under test, not the models: one seed, and no sensor rotations
-# (their montage and matrices cost each training's start-up half a second)
+# one seed, and no sensor rotations (their montage and matrices cost each training's
+# start-up half a second)
 ensemble = 1
 sensor_rotation_deg = 0
 max_epochs = 4
@@ -199,8 +203,8 @@ def test_killed_twice_the_night_resumes_and_completes(setup, tmp_path):
 def test_a_hanging_stage_is_stopped_and_the_night_goes_on(setup, tmp_path):
     pid_file = tmp_path / "hang.pid"
     # 24 s: the preflight's own features stage (a Numba compile at worst) fits in it
-    (tmp_path / "night.toml").write_text(
-        CONFIG + "[night]\nfeatures_limit_min = 0.4\nkill_grace_s = 1.0\n")
+    (tmp_path / "night.toml").write_text(CONFIG.replace(
+        "[night]\n", "[night]\nfeatures_limit_min = 0.4\nkill_grace_s = 1.0\n"))
     env = {**setup, "JOB": f"{sys.executable} tests/fault_shim.py",
            "OVERNIGHT_FAULT": "features-hang", "OVERNIGHT_HANG_PID_FILE": str(pid_file)}
     before = _files(tmp_path / "submission")
@@ -211,6 +215,9 @@ def test_a_hanging_stage_is_stopped_and_the_night_goes_on(setup, tmp_path):
     status = json.loads((night / "status" / "features.json").read_text())
     assert status["status"] == "timed out" and status["exit_code"] == 124
     assert "[night] features_limit_min = 0.4" in status["error"]
+    # stopped once: the search, which reads the features, does not make them again
+    assert "search: not run: its input features failed tonight" in \
+        (night / "night.log").read_text()
     hung = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):  # deaf to SIGTERM, so SIGKILL took it
         os.kill(hung, 0)

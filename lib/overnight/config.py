@@ -195,7 +195,7 @@ class FeaturesConfig(_Section):
 
 @dataclass(frozen=True)
 class TrainConfig(_Section):
-    """Training one model (``--model baseline|hybrid``)."""
+    """Training one model (``make train-<name>``): the loop, the augmentations, ensembles."""
 
     name: ClassVar[str] = "train"
     batch_size: int = setting(64, at_least=1)  # windows per step
@@ -245,7 +245,7 @@ class TrainConfig(_Section):
     grad_clip: float = setting(1.0, above=0.0)  # max global gradient norm
     max_epochs: int = setting(40, at_least=1)  # upper bound on epochs
     warmup_epochs: int = setting(1, at_least=0)  # linear warm-up before the cosine decay
-    # early stopping: epochs without a better validation NRMSE
+    # early stopping: epochs without a better tune NRMSE
     patience: int = setting(8, at_least=1)
     min_delta: float = setting(1e-4, at_least=0.0)  # NRMSE improvement that resets patience
     seed: int = setting(0, at_least=0)  # model init and batch order
@@ -309,12 +309,21 @@ class CompareConfig(_Section):
 
 @dataclass(frozen=True)
 class NightConfig(_Section):
-    """Time limits: a stage that hangs is stopped and the night goes on without it, and the
-    report comes before the morning whatever happens. Each limit is far above what the stage
-    takes at real size (docs/BENCHMARKS.md), so only a hang or a machine gone wrong meets it,
-    yet short enough to leave the rest of the night to the other stages."""
+    """The night: which models it trains, and its time limits.
+
+    A stage that hangs is stopped and the night goes on without it, and the report comes
+    before the morning whatever happens. Each limit is far above what the stage takes at
+    real size (docs/BENCHMARKS.md), so only a hang or a machine gone wrong meets it, yet
+    short enough to leave the rest of the night to the other stages."""
 
     name: ClassVar[str] = "night"
+    # The models the night trains, by name (overnight.models.catalog lists the registered
+    # ones; make train-<name> trains any of them); empty: every registered model.
+    models: tuple[str, ...] = setting(())
+    # Model files of your own, outside lib/, relative to the checkout: a .py file, or a
+    # folder whose .py files are read. Each registers its models as the built-in ones do
+    # (docs/models.md); they then train, are compared and ship like the built-in ones.
+    extra_models: tuple[str, ...] = setting(())
     # Cron starts at 21:30: nine hours end the night by 06:30, report included.
     night_limit_h: float = setting(9.0, above=0.0)
     # One epoch per model on a 3-subject slice: a minute or two, even on a CPU.

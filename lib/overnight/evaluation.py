@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from overnight.config import TrainConfig
-from overnight.models import RTModel, build_model
+from overnight.models.registry import RegisteredModel, find_model
 
 
 def nrmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -189,7 +189,8 @@ def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: in
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def load_trained_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[RTModel, dict]:
+def load_trained_model(model_dir: Path, device: str | torch.device = "cpu"
+                       ) -> tuple[torch.nn.Module, dict]:
     """A finished model from its folder (``model.json`` + ``model.pt``), in eval mode.
 
     Raises
@@ -198,11 +199,8 @@ def load_trained_model(model_dir: Path, device: str | torch.device = "cpu") -> t
         A weight is NaN or infinite (a diverged training): the model's output guard would
         hide it behind the training mean, so it is refused here.
     """
-    meta_path = Path(model_dir) / "model.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path}: no finished training in {model_dir}")
-    meta = json.loads(meta_path.read_text())
-    model = build_model(meta["model"], **meta["model_args"])
+    meta = read_model_record(model_dir)
+    model = trained_model_class(model_dir, meta).build(**meta["model_args"])
     state = torch.load(Path(model_dir) / "model.pt", map_location=device, weights_only=True)
     broken = [name for name, tensor in state.items()
               if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
@@ -210,6 +208,22 @@ def load_trained_model(model_dir: Path, device: str | torch.device = "cpu") -> t
         raise ValueError(f"{Path(model_dir) / 'model.pt'}: non-finite weights in {broken[:3]}")
     model.load_state_dict(state)
     return model.to(device).eval(), meta
+
+
+def read_model_record(model_dir: Path) -> dict[str, Any]:
+    """A model folder's ``model.json``; ``FileNotFoundError`` when the training did not
+    finish."""
+    meta_path = Path(model_dir) / "model.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path}: no finished training in {model_dir}")
+    return json.loads(meta_path.read_text())
+
+
+def trained_model_class(model_dir: Path, meta: dict[str, Any]) -> RegisteredModel:
+    """The registered model a folder holds: a built-in one, or the user's own from the copy
+    of its source the training kept beside the weights."""
+    source = meta.get("source")
+    return find_model(meta["model"], [str(Path(model_dir) / source)] if source else ())
 
 
 def floor_predictions(truth_tsv: Path, subjects: Sequence[str], runs: Sequence[int],

@@ -25,23 +25,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-# The chain, top to bottom: the order in which the night runs its stages and every
-# listing (status, report) shows them.
-STAGES: tuple[str, ...] = ("synth", "preflight", "disk", "device", "windows", "features",
-                           "train-baseline", "train-hybrid", "train-press",
-                           "train-press-hybrid", "train-timing", "train-eegnex", "train-gbm",
-                           "search", "compare", "report")
-# The stages up to the models, in the order the driver makes them (with `make -k`, so that
-# one failed model spares the others): the models without features train first.
-MODEL_STAGES: tuple[str, ...] = ("windows", "train-baseline", "train-press", "train-timing",
-                                 "train-eegnex", "features", "train-gbm", "train-hybrid",
-                                 "train-press-hybrid")
+# The chain, top to bottom: the order in which every listing (status, report) shows the
+# stages. The models' stages (train-<name>, one per model the night trains: the registry,
+# overnight.models.catalog, says which) sit in TRAIN_SLOT, by name.
+TRAIN_PREFIX = "train-"
+TRAIN_SLOT = TRAIN_PREFIX + "*"
+STAGES: tuple[str, ...] = ("synth", "preflight", "disk", "device", "check-models", "windows",
+                           "features", TRAIN_SLOT, "search", "compare", "report")
+WINDOWS_STAGE = "windows"
+FEATURES_STAGE = "features"
+CHECK_MODELS_STAGE = "check-models"  # the preflight's first look at the night's models
 # After the models, before compare: the hyperparameter search fills the hours left.
 SEARCH_STAGE = "search"
-# The jobs the preflight runs on its slice, in this order.
-PREFLIGHT_STAGES: tuple[str, ...] = ("device", *MODEL_STAGES, SEARCH_STAGE, "compare",
-                                     "report")
-TRAIN_PREFIX = "train-"
 DISK_STAGE = "disk"  # after the preflight: is there room for what the night will write
 REPORT_STAGE = "report"  # always runs, also after a failure or past the night's limit
 
@@ -156,6 +151,29 @@ class NightFolder:
         return self.root / "studies"
 
 
+def train_stage(model: str) -> str:
+    """The stage (and make target) that trains ``model``."""
+    return TRAIN_PREFIX + model
+
+
+def model_stages(raw_window_models: tuple[str, ...], feature_models: tuple[str, ...]
+                 ) -> tuple[str, ...]:
+    """The stages up to the models, in the order the driver makes them (with ``make -k``,
+    so that one failed model spares the others): the windows, the models that read the raw
+    window alone, the features, the models that read them."""
+    return (WINDOWS_STAGE, *map(train_stage, raw_window_models), FEATURES_STAGE,
+            *map(train_stage, feature_models))
+
+
+def preflight_stages(stages_to_models: tuple[str, ...]) -> tuple[str, ...]:
+    """The jobs the preflight runs on its slice, in this order: the device and the models'
+    code first, then the night's own stages."""
+    return ("device", CHECK_MODELS_STAGE, *stages_to_models, SEARCH_STAGE, "compare",
+            REPORT_STAGE)
+
+
 def stage_rank(stage: str) -> tuple[int, str]:
-    """Sort key: chain order, then unknown stages by name."""
-    return (STAGES.index(stage) if stage in STAGES else len(STAGES), stage)
+    """Sort key: chain order (the models' stages by name in their slot), then unknown
+    stages by name."""
+    slot = TRAIN_SLOT if stage.startswith(TRAIN_PREFIX) else stage
+    return (STAGES.index(slot) if slot in STAGES else len(STAGES), stage)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from overnight.layout import MODEL_STAGES, PREFLIGHT_STAGES, NightFolder
+from overnight.config import NightConfig
+from overnight.layout import NightFolder
+from overnight.models.catalog import load_catalog
 from overnight.night import records
 from overnight.night.driver import (
     EXIT_LOCKED,
@@ -24,6 +26,10 @@ from overnight.night.driver import (
     dry_run,
     run_night,
 )
+
+# The night's stages with the default [night] models: every registered one.
+MODEL_STAGES = load_catalog().model_stages()
+PREFLIGHT_STAGES = load_catalog().preflight_stages()
 
 # Plays the Makefile: writes the status records the targets' stages would, skips stages
 # whose record says ok (make finds their outputs up to date; `-q` answers so) and fails
@@ -179,6 +185,36 @@ def test_a_failed_preflight_stops_the_night_and_still_reports(fake, monkeypatch)
                for line in record["details"])
 
 
+def test_the_night_makes_the_models_its_config_names(fake):
+    make_night, calls = fake
+    night = make_night(settings=NightConfig(models=("hybrid", "baseline")))
+
+    assert run_night(night) == EXIT_OK
+    made = calls()
+    assert made[0].startswith("device check-models windows train-baseline features "
+                              "train-hybrid search compare report ")
+    assert made[1].startswith("-k windows train-baseline features train-hybrid ")
+    preflight_log = (night.work_dir / "logs" / "preflight.log").read_text()
+    assert "models: hybrid: HybridCNN in lib/overnight/models/hybrid.py, reads eeg + " \
+           "features, fitted by gradients, searched; baseline: BaselineCNN" in preflight_log
+
+
+def test_a_model_file_the_catalog_cannot_read_fails_the_preflight_in_one_line(fake, tmp_path):
+    make_night, calls = fake
+    broken = tmp_path / "my_models" / "wide.py"
+    broken.parent.mkdir()
+    broken.write_text('from overnight.models.base import RTModel, register\n\n\n'
+                      'NAME = "wide"\n\n\n@register(NAME)\nclass WideNet(RTModel):\n    pass\n')
+    night = make_night(settings=NightConfig(extra_models=(str(broken.parent),)))
+
+    assert run_night(night) == EXIT_PREFLIGHT_FAILED
+    assert [c.split()[0] for c in calls()] == ["report"]  # no job ran
+    status = json.loads((night.work_dir / "status" / "preflight.json").read_text())
+    assert status["error"] == (f"ModelFileError: {broken}:7: @register(...) takes literals "
+                               "only (strings, tuples, True/False): the catalog reads them "
+                               "without running the file")
+
+
 def test_a_failed_hybrid_still_compares_and_reports(fake, monkeypatch):
     make_night, calls = fake
     monkeypatch.setenv("FAKE_FAIL", "train-hybrid")
@@ -187,6 +223,17 @@ def test_a_failed_hybrid_still_compares_and_reports(fake, monkeypatch):
     assert run_night(night) == EXIT_STAGE_FAILED
     assert [c.split()[0] for c in calls()] == ["device", "-k", "search", "compare", "report"]
     assert "1 stage(s) failed" in _record(night)["outcome"]
+
+
+def test_failed_features_are_not_made_again_for_the_search(fake, monkeypatch):
+    make_night, calls = fake
+    monkeypatch.setenv("FAKE_FAIL", "features")
+    night = make_night()
+
+    assert run_night(night) == EXIT_STAGE_FAILED
+    assert [c.split()[0] for c in calls()] == ["device", "-k", "compare", "report"]
+    assert "search: not run: its input features failed tonight" in \
+        (night.work_dir / "night.log").read_text()
 
 
 def test_make_failing_without_a_stage_failing_is_still_exit_1(fake, tmp_path):

@@ -141,8 +141,7 @@ def test_a_killed_worker_is_found_by_its_heartbeat_and_its_trial_requeued(
         worker.kill()
         worker.wait()
     assert PASSWORD not in output
-    name = search_study.study_name(search_study.data_fingerprint(tiny_data.windows,
-                                                                 tiny_data.split))
+    name = search_study.night_study_name(tiny_data.windows, tiny_data.split, config)[0]
     place = search_study.StudyPlace(name, studies / name, postgres)
     study = search_study.open_study(place, config.search, seed=0)
     (running,) = study.get_trials()

@@ -27,7 +27,7 @@ from overnight.windows.split import read_split
 from tests.fault_shim import HANG_PID_FILE, SEARCH_HANG
 from tests.helpers import record_cache_reads
 from tests.search.conftest import REPO, job_command, run_job, the_study
-from tests.test_training import _poison_validation
+from tests.training.test_fit import _poison_validation
 
 
 def _inputs(night) -> Inputs:
@@ -160,8 +160,7 @@ def test_the_search_never_reads_a_validation_window(tiny_data, tmp_path, monkeyp
     read = record_cache_reads(monkeypatch)
     results = {}
     for kind, inputs in (("clean", _inputs(tiny_data)), ("poisoned", poisoned)):
-        name = search_study.study_name(search_study.data_fingerprint(inputs.windows,
-                                                                     inputs.split))
+        name = search_study.night_study_name(inputs.windows, inputs.split, config)[0]
         place = search_study.StudyPlace(name, tmp_path / kind / name)
         run_worker(inputs, place, config, end=time.time() + 600, since=0.0)
         study = search_study.open_study(place, config.search, seed=0)

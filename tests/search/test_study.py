@@ -10,24 +10,27 @@ import sys
 import pytest
 from optuna.trial import TrialState
 
-from overnight.config import SearchConfig
+from overnight.config import SearchConfig, load_config
 from overnight.search import study as search_study
 from overnight.search.study import StudyPlace
 
 
-def test_the_study_is_named_by_the_data_the_objective_sees(tiny_data, tmp_path):
-    name = search_study.study_name(search_study.data_fingerprint(tiny_data.windows,
-                                                                 tiny_data.split))
-    again = search_study.study_name(search_study.data_fingerprint(tiny_data.windows,
-                                                                  tiny_data.split))
+def test_the_study_is_named_by_the_data_the_objective_sees_and_its_space(tiny_data,
+                                                                         tmp_path):
+    config = load_config(None)
+    name, _ = search_study.night_study_name(tiny_data.windows, tiny_data.split, config)
+    again, _ = search_study.night_study_name(tiny_data.windows, tiny_data.split, config)
     assert name == again and name.startswith("rt-")
+    # a night whose search has other families cannot continue the study (Optuna keeps a
+    # categorical parameter's choices): another study
+    fewer = load_config(None, ["night.models=['baseline', 'hybrid']"])
+    assert search_study.night_study_name(tiny_data.windows, tiny_data.split, fewer)[0] != name
     # another split of the same cache is other data for the objective: a new study
     split = json.loads(tiny_data.split.read_text())
     split["train"], split["tune"] = split["train"][1:], [*split["tune"], split["train"][0]]
     moved = tmp_path / "split.json"
     moved.write_text(json.dumps(split))
-    assert search_study.study_name(search_study.data_fingerprint(tiny_data.windows,
-                                                                 moved)) != name
+    assert search_study.night_study_name(tiny_data.windows, moved, config)[0] != name
 
 
 def test_storage_comes_from_the_environment_and_its_password_stays_hidden():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from overnight.config import WindowsConfig
-from overnight.training import train_model
+from overnight.training.fit import train_model
 from overnight.windows.build import build_window_cache
 from overnight.windows.cache import COLUMNS, cache_summary, join_caches, open_cache
 from overnight.windows.split import write_split

@@ -2,18 +2,15 @@
 code embedded, its weights, the flat zip, and the checks that it runs as the scorer runs it.
 
 ``submission.py`` is self-contained (it needs only torch, and braindecode for EEGNeX):
-``templates/submission.py.j2`` is rendered with the source of ``EMBEDDED_MODULES`` (project
-imports stripped) and the model's arguments. Weights files have content-addressed names
-(``weights_<model>_<sha12>.pt``, a byte copy of the trained ``model.pt``).
+``templates/submission.py.j2`` is rendered with the model's file and the project modules it
+needs (``embedding.embedded_modules``) and the model's arguments. Weights files have
+content-addressed names (``weights_<model>_<sha12>.pt``, a byte copy of the trained
+``model.pt``).
 """
 
 from __future__ import annotations
 
-import ast
-import importlib
 import importlib.util
-import inspect
-import json
 import logging
 import shutil
 import subprocess
@@ -28,10 +25,11 @@ import jinja2
 import numpy as np
 
 from overnight import atomic
-from overnight.evaluation import predict
+from overnight.champion.embedding import embedded_modules
+from overnight.evaluation import predict, read_model_record, trained_model_class
 from overnight.hbn.channels import index_of
 from overnight.hbn.events import PLAUSIBLE_RT_S
-from overnight.models import MODELS
+from overnight.models.registry import RegisteredModel
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +43,6 @@ PREDICTION_ATOL_S = 1e-4  # fresh-process vs in-process predictions, seconds
 CHALLENGE_2_CONSTANT = 0.0
 PROBE_WINDOWS = 8  # windows per probe
 PROBE_CHANNEL = index_of("CPz")  # the channel a probe breaks: one the features read
-# The project's modules the submission runs, in dependency order.
-EMBEDDED_MODULES = ("overnight.units", "overnight.hbn.channels", "overnight.features.spec",
-                    "overnight.models")
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _FRESH_PROCESS_CHECK = Path(__file__).resolve().parent / "fresh_process_check.py"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same model always gives the same zip bytes
@@ -58,30 +53,29 @@ def build_submission(model_dir: Path, out_dir: Path) -> dict[str, str]:
 
     Deterministic: the same trained model always gives byte-identical files.
     """
-    meta = json.loads((model_dir / "model.json").read_text())
+    meta = read_model_record(model_dir)
     weights_sha = atomic.sha256_file(model_dir / "model.pt")
     weights_name = f"{WEIGHTS_PREFIX}{meta['model']}_{weights_sha[:12]}.pt"
+    source = submission_source(meta, trained_model_class(model_dir, meta), weights_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_dir / "model.pt", out_dir / weights_name)
-    (out_dir / SUBMISSION_FILE).write_text(submission_source(meta, weights_name),
-                                           encoding="utf-8")
+    (out_dir / SUBMISSION_FILE).write_text(source, encoding="utf-8")
     _write_zip(out_dir / ZIP_FILE, [out_dir / SUBMISSION_FILE, out_dir / weights_name])
     return {name: atomic.sha256_file(out_dir / name)
             for name in (SUBMISSION_FILE, weights_name, ZIP_FILE)}
 
 
-def submission_source(meta: dict[str, Any], weights_name: str) -> str:
-    """The text of submission.py for a trained model (its ``model.json``)."""
-    modules = [{"path": name.replace(".", "/") + ".py",
-                "source": _embeddable_source(importlib.import_module(name)).strip("\n")}
-               for name in EMBEDDED_MODULES]
+def submission_source(meta: dict[str, Any], model: RegisteredModel, weights_name: str) -> str:
+    """The text of submission.py for a trained ``model`` (its ``model.json``)."""
+    extra = model.cls.extra_requirement
+    modules = [{"path": m.label, "source": m.source}
+               for m in embedded_modules(model.source, extra)]
     return _template().render(
         model=meta["model"], nrmse=meta["best_tune_nrmse"], best_epoch=meta["best_epoch"],
         created=meta["created"], code_version=meta["code_version"], modules=modules,
-        model_args=meta["model_args"], weights=weights_name,
-        challenge_2_constant=CHALLENGE_2_CONSTANT,
-        extra_requirement=MODELS[meta["model"]].extra_requirement,
-        sfreq_hz=float(meta["model_args"].get("sfreq_hz", 100.0)))
+        model_class=model.entry.class_name, model_args=meta["model_args"],
+        weights=weights_name, challenge_2_constant=CHALLENGE_2_CONSTANT,
+        extra_requirement=extra, sfreq_hz=float(meta["model_args"].get("sfreq_hz", 100.0)))
 
 
 def check_in_fresh_process(submission_dir: Path, windows: np.ndarray, expected_s: np.ndarray,
@@ -152,15 +146,20 @@ def probe_windows(windows: np.ndarray) -> dict[str, np.ndarray]:
 
 def predict_with_submission(submission_dir: Path, windows: np.ndarray,
                             sfreq_hz: float) -> np.ndarray:
-    """The installed submission's predictions (seconds), imported as the scorer would."""
-    spec = importlib.util.spec_from_file_location(f"_champion_{time.time_ns()}",
-                                                  submission_dir / SUBMISSION_FILE)
+    """The installed submission's predictions (seconds), imported as the scorer would: as a
+    module of its own, in ``sys.modules`` while it runs (its dataclasses look it up there)."""
+    name = f"_champion_{time.time_ns()}"
+    spec = importlib.util.spec_from_file_location(name, submission_dir / SUBMISSION_FILE)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {submission_dir / SUBMISSION_FILE}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.Submission(sfreq_hz, "cpu").get_model_challenge_1()
-    return predict(model, windows)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        model = module.Submission(sfreq_hz, "cpu").get_model_challenge_1()
+        return predict(model, windows)
+    finally:
+        del sys.modules[name]
 
 
 def _template() -> jinja2.Template:
@@ -169,19 +168,6 @@ def _template() -> jinja2.Template:
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["pyrepr"] = repr
     return env.get_template("submission.py.j2")
-
-
-def _embeddable_source(module: Any) -> str:
-    """A module's source without its ``__future__`` and project imports (the template's
-    header and the modules embedded before it give those names)."""
-    source = inspect.getsource(module)
-    lines = source.splitlines(keepends=True)
-    drop: set[int] = set()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.ImportFrom) and node.module and (
-                node.module == "__future__" or node.module.split(".")[0] == "overnight"):
-            drop.update(range(node.lineno - 1, node.end_lineno or node.lineno))
-    return "".join(line for i, line in enumerate(lines) if i not in drop)
 
 
 def _write_zip(path: Path, files: list[Path]) -> None:

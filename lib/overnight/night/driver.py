@@ -8,10 +8,11 @@ and the stages it finds up to date are marked reused):
    this night folder). The driver links the slice and copies the champion itself, then runs
    the preflight's stages in its own folder. If one fails, the night stops here: the report
    shows the error on top and the champion is untouched.
-2. ``make -k`` windows, features and the models: ``-k`` keeps the baseline going when the
-   hybrid's branch fails.
+2. ``make -k`` windows, features and the night's models (``[night] models``, in the order
+   the catalog gives): ``-k`` keeps the other models going when one fails.
 3. ``make search``: the hyperparameter search in the hours left (off on a CPU unless asked);
-   its best trial is the model ``search``.
+   its best trial is the model ``search``. Not when the windows or the features failed in
+   step 2: make would run that stage again, and a hung one would hang again.
 4. ``make compare``: scores whatever trained; with no model, the champion stays.
 5. ``make report``: always.
 
@@ -42,11 +43,14 @@ from overnight import atomic
 from overnight.config import NightConfig
 from overnight.layout import (
     DISK_STAGE,
-    MODEL_STAGES,
-    PREFLIGHT_STAGES,
+    FEATURES_STAGE,
     SEARCH_STAGE,
+    WINDOWS_STAGE,
     NightFolder,
+    model_stages,
+    preflight_stages,
 )
+from overnight.models.catalog import Catalog, load_catalog
 from overnight.night import container, records
 from overnight.night.preflight import make_slice, slice_roots
 from overnight.night.runner import BANNER, run_command, run_stage, stage_time_limit, stamped
@@ -94,7 +98,8 @@ class Night:
     image: str  # with runner "docker": the image the jobs run in
     fresh: bool = False  # start the night over
     notify_cmd: str | None = None  # run at the end with the outcome (sh -c)
-    limits: NightConfig = dataclasses.field(default_factory=NightConfig)  # time limits
+    # [night]: the models it trains (the stages it makes) and the time limits
+    settings: NightConfig = dataclasses.field(default_factory=NightConfig)
     deadline: float | None = None  # epoch seconds: set when an attempt starts
     gpus: tuple[str, ...] = ()  # one model per GPU: the models are made with -j<count>
 
@@ -102,10 +107,31 @@ class Night:
     def folder(self) -> NightFolder:
         return NightFolder(self.work_dir)
 
+    @property
+    def catalog(self) -> Catalog:
+        """The registered models and the night's choice (read from their source, in the
+        checkout the driver runs from).
+
+        Raises
+        ------
+        ValueError
+            A model file cannot be read, or ``[night] models`` names an unknown model.
+        """
+        return load_catalog(self.settings)
+
+    def model_stages(self) -> tuple[str, ...]:
+        """The stages up to the night's models, in the order they are made; without the
+        models when the catalog cannot be read (the preflight's first step fails with why,
+        before anything is made)."""
+        try:
+            return self.catalog.model_stages()
+        except ValueError:
+            return model_stages((), ())
+
     def starting(self) -> Night:
         """This night as an attempt that starts now: the night's hours from here (a morning
         rerun gets them again)."""
-        return dataclasses.replace(self, deadline=time.time() + self.limits.night_limit_h * 3600)
+        return dataclasses.replace(self, deadline=time.time() + self.settings.night_limit_h * 3600)
 
     def make_command(self, *targets: str, dry_run: bool = False, **variables: str) -> list[str]:
         """The sub-make that builds ``targets`` in this night's folder."""
@@ -124,7 +150,7 @@ class Night:
         windows_set = (f"--enough-subjects {self.preflight_subjects} "
                        "--set 'windows.val_releases=[]'")
         return self.make_command(
-            *PREFLIGHT_STAGES, dry_run=dry_run, WORK=str(pre.root),
+            *preflight_stages(self.model_stages()), dry_run=dry_run, WORK=str(pre.root),
             DATA=" ".join(map(str, slice_roots(self.data, pre.bids))),
             EXTRA_RO=" ".join(os.path.abspath(root) for root in self.data),
             SUBMISSION=str(pre.submission), REPORTS=str(pre.reports),
@@ -177,12 +203,16 @@ def dry_run(night: Night, preflight_only: bool = False) -> int:
     if night.runner == "docker":
         print(f"# preflight: check docker, its daemon and the image {night.image} "
               f"(GPU={night.gpu})", flush=True)
+    try:
+        print(f"# models: {', '.join(night.catalog.night)}", flush=True)
+    except ValueError as exc:
+        print(f"# models: the preflight would fail: {exc}", flush=True)
     print(f"# preflight: link up to {night.preflight_max_subjects} subjects of "
           f"{' '.join(map(str, night.data))} into {pre.bids}; copy {night.submission_dir} "
           f"to {pre.submission}", flush=True)
     commands = [night.preflight_command(dry_run=True)]
     if not preflight_only:
-        commands += [night.make_command("-k", *MODEL_STAGES, dry_run=True),
+        commands += [night.make_command("-k", *night.model_stages(), dry_run=True),
                      night.make_command(SEARCH_STAGE, dry_run=True),
                      night.make_command("compare", dry_run=True),
                      night.make_command("report", dry_run=True)]
@@ -211,13 +241,19 @@ def _run_locked(night: Night) -> int:
     make_failed = []
     if preflight_ok:
         parallel = (f"-j{len(night.gpus)}", "--output-sync=line") if len(night.gpus) > 1 else ()
-        steps = (("stages: " + ", ".join(MODEL_STAGES)
+        stages = night.model_stages()
+        steps = (("stages: " + ", ".join(stages)
                   + (f", {len(night.gpus)} models at a time" if parallel else ""),
-                  ("-k", *parallel, *MODEL_STAGES)),
+                  ("-k", *parallel, *stages)),
                  ("search: the [train] settings, in the hours left", (SEARCH_STAGE,)),
                  ("compare what trained, promote through the gate", ("compare",)))
         for title, targets in steps:
-            if _step(night, title, *targets) != 0:
+            failed_input = _failed_input(night, targets)
+            if failed_input:  # make would run it again, and a hung stage would hang again
+                _banner(title)
+                print(f"{' '.join(targets)}: not run: its input {failed_input} failed "
+                      "tonight", flush=True)
+            elif _step(night, title, *targets) != 0:
                 make_failed.append(" ".join(targets))
     report_code = _step(night, "report", "report")
 
@@ -243,7 +279,7 @@ def _preflight(night: Night, rerun: bool = False) -> bool:
         _banner("preflight: every job on a slice of tonight's data (one epoch)")
         code = run_stage(PREFLIGHT, night.preflight_command(), night.folder,
                          prepare=lambda say: _prepare_preflight(night, say),
-                         limit=stage_time_limit(PREFLIGHT, night.limits, night.deadline))
+                         limit=stage_time_limit(PREFLIGHT, night.settings, night.deadline))
         if code != 0:
             return False
     return rerun or _check_disk(night)
@@ -257,12 +293,16 @@ def _check_disk(night: Night) -> bool:
                str(night.work_dir), "--reports", str(night.reports_dir), "--submission",
                str(night.submission_dir)]
     return run_stage(DISK_STAGE, command, night.folder,
-                     limit=stage_time_limit(DISK_STAGE, night.limits, night.deadline)) == 0
+                     limit=stage_time_limit(DISK_STAGE, night.settings, night.deadline)) == 0
 
 
 def _prepare_preflight(night: Night, say: Callable[[str], None]) -> None:
-    """The preflight's folder: a fresh slice of tonight's data and a copy of the champion."""
+    """The preflight's folder: a fresh slice of tonight's data and a copy of the champion;
+    first, the night's models as the catalog reads them (a model file it cannot read fails
+    the preflight here, with the file and the fault)."""
     pre = night.folder.preflight
+    catalog = night.catalog
+    say("models: " + "; ".join(e.describe() for e in catalog.night_entries()))
     if night.runner == "docker":
         problem = container.check_docker(night.image, night.gpu)
         if problem:
@@ -281,6 +321,18 @@ def _prepare_preflight(night: Night, say: Callable[[str], None]) -> None:
         say(f"champion copied from {night.submission_dir} to {pre.submission}")
     else:
         pre.submission.mkdir()
+
+
+def _failed_input(night: Night, targets: tuple[str, ...]) -> str | None:
+    """The stage the search reads that failed in this attempt's model step (the windows or
+    the features), or None; other steps read only what trained."""
+    if SEARCH_STAGE not in targets:
+        return None
+    for stage in (WINDOWS_STAGE, FEATURES_STAGE):
+        status = records.read_stage(night.folder, stage)
+        if status and status.get("status") in records.FAILURES:
+            return stage
+    return None
 
 
 def _step(night: Night, title: str, *targets: str) -> int:

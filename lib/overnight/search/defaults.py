@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from overnight.config import Config
 from overnight.search import space
-from overnight.search.study import JOURNAL_FILE, StudyPlace, data_fingerprint, study_name
+from overnight.search.study import JOURNAL_FILE, StudyPlace, night_study_name
 from overnight.search.worker import best_trial
 
 
@@ -24,10 +24,11 @@ def find_studies(studies_dir: Path, url: str | None) -> list[StudyPlace]:
             for p in sorted(studies_dir.glob(f"*/{JOURNAL_FILE}"))]
 
 
-def choose_study(studies_dir: Path, url: str | None, windows: Path | None = None,
-                 split: Path | None = None) -> tuple[optuna.Study, StudyPlace]:
-    """The study of ``windows`` and ``split`` (a night's data) when given, else the one
-    whose last trial finished last.
+def choose_study(studies_dir: Path, url: str | None, config: Config,
+                 windows: Path | None = None, split: Path | None = None
+                 ) -> tuple[optuna.Study, StudyPlace]:
+    """The study of ``windows`` and ``split`` (a night's data) and ``config``'s search space
+    when given, else the one whose last trial finished last.
 
     Raises
     ------
@@ -37,7 +38,7 @@ def choose_study(studies_dir: Path, url: str | None, windows: Path | None = None
     places = find_studies(studies_dir, url)
     where = "SEARCH_STORAGE" if url else str(studies_dir)
     if windows is not None and split is not None:
-        name = study_name(data_fingerprint(windows, split))
+        name, _ = night_study_name(windows, split, config)
         places = [p for p in places if p.name == name]
         if not places:
             raise FileNotFoundError(f"no study {name} (the data of {windows}) in {where}: "

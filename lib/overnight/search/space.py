@@ -1,20 +1,22 @@
 """What the search searches: one table of parameters, each with its range and the reason.
 
-Every entry but ``model`` is a ``[train]`` setting (``overnight.config.TrainConfig``, which
-checks each value as for any night); ``model`` is the family trained. The ranges are those
-the models issue found to matter on the benchmark data (docs/BENCHMARKS.md); change them
-here, and only here. A trial's settings are the night's ``[train]`` with the trial's
-values in place of these, so everything not searched (epochs, patience, batch size, refit)
-is the night's.
+Every entry of ``TRAIN_SPACE`` is a ``[train]`` setting (``overnight.config.TrainConfig``,
+which checks each value as for any night); the ``model`` parameter picks the family trained,
+among the night's models that declare ``searched=True`` (``families``). The ranges are those
+that mattered on the benchmark data (docs/BENCHMARKS.md, "Models"); change them here, and
+only here. A trial's settings are the night's ``[train]`` with the trial's values in place
+of these, so everything not searched (epochs, patience, batch size, refit) is the night's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from overnight.config import Config, TrainConfig
+from overnight.models.catalog import load_catalog
 
 FAMILY = "model"  # the parameter that picks the model family (not a [train] setting)
 
@@ -38,11 +40,15 @@ class Param:
         return f"{self.low:g}..{self.high:g}" + (" (log)" if self.log else "")
 
 
-SPACE: tuple[Param, ...] = (
-    Param(FAMILY, "the raw-window CNN, the same with the feature branch, or the timing "
-                  "network (best on the other-physiology data); the press locators scored "
-                  "worse on every benchmark and the trees have no [train] settings",
-          choices=("baseline", "hybrid", "timing")),
+def family_param(families: tuple[str, ...]) -> Param:
+    """The ``model`` parameter: which of ``families`` a trial trains."""
+    return Param(FAMILY, "the night's models that declare searched=True (the raw-window CNN, "
+                         "the same with the feature branch and the timing network, the best "
+                         "on the benchmarks; the press locators scored worse on every one, "
+                         "and the trees have no [train] settings)", choices=families)
+
+
+TRAIN_SPACE: tuple[Param, ...] = (
     Param("backbone", "the spatial filter bank, or EEGNet's layout (few weights; in the "
                       "benchmark worse on tune and 6x slower, but data with more subjects "
                       "may favour it)", choices=("conv", "eegnet")),
@@ -72,11 +78,41 @@ SPACE: tuple[Param, ...] = (
 # Not searched: refit (its tune score is the selection's by construction, so the objective
 # cannot see it: a trial refits when the night's [train] refit says so), epochs and
 # patience (the pruner and early stopping decide), batch size (speed, not quality).
-_BY_NAME = {p.name: p for p in SPACE}
+_TRAIN_BY_NAME = {p.name: p for p in TRAIN_SPACE}
 
 
-def suggest(trial: Any, margin_s: float) -> dict[str, Any]:
-    """Draw one trial's values from ``SPACE`` through Optuna's ``trial.suggest_*``.
+def families(config: Config) -> tuple[str, ...]:
+    """The search's families: the night's models that declare ``searched=True``.
+
+    Raises
+    ------
+    ValueError
+        None of the night's models is searched.
+    """
+    names = load_catalog(config.night).searched()
+    if not names:
+        raise ValueError(f"none of the night's models ([night] models = "
+                         f"{list(config.night.models) or 'all'}) declares searched=True: "
+                         "nothing to search; set [search] budget_min = 0 to turn it off")
+    return names
+
+
+def search_space(families: tuple[str, ...]) -> tuple[Param, ...]:
+    """Every searched parameter: the family, then ``TRAIN_SPACE``."""
+    return (family_param(families), *TRAIN_SPACE)
+
+
+def space_signature(families: tuple[str, ...]) -> str:
+    """Eight hex digits that change with the space: a study keeps one space (Optuna cannot
+    change a categorical parameter's choices), so it is part of the study's name."""
+    text = repr([(p.name, p.choices, p.low, p.high, p.log, p.integer)
+                 for p in search_space(families)])
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def suggest(trial: Any, margin_s: float, families: tuple[str, ...]) -> dict[str, Any]:
+    """Draw one trial's values from ``search_space(families)`` through Optuna's
+    ``trial.suggest_*``.
 
     Parameters
     ----------
@@ -85,14 +121,16 @@ def suggest(trial: Any, margin_s: float) -> dict[str, Any]:
     margin_s : float
         The window cache's margin (windows.margin_s): shifted crops stay within it, and a
         cache without one gets no shifted crops.
+    families : tuple of str
+        The models a trial may train (``families``).
 
     Returns
     -------
     dict
-        Parameter name -> value, in ``SPACE`` order.
+        Parameter name -> value, in the space's order.
     """
     values: dict[str, Any] = {}
-    for p in SPACE:
+    for p in search_space(families):
         if p.choices:
             values[p.name] = trial.suggest_categorical(p.name, list(p.choices))
             continue
@@ -122,25 +160,28 @@ def trial_settings(base: TrainConfig, values: Mapping[str, Any]) -> tuple[str, T
     Raises
     ------
     ValueError
-        A value names no searched parameter, or lies outside what ``[train]`` allows.
+        No family, a value that names no searched parameter, or one outside what
+        ``[train]`` allows.
     """
-    unknown = sorted(set(values) - set(_BY_NAME))
-    if unknown:
-        raise ValueError(f"parameters {unknown} are not searched; expected some of "
-                         f"{sorted(_BY_NAME)}")
+    unknown = sorted(set(values) - {FAMILY, *_TRAIN_BY_NAME})
+    if unknown or FAMILY not in values:
+        raise ValueError(f"parameters {unknown} are not searched and {FAMILY!r} is "
+                         f"{'there' if FAMILY in values else 'missing'}; expected "
+                         f"{FAMILY!r} and some of {sorted(_TRAIN_BY_NAME)}")
     settings = {k: v for k, v in values.items() if k != FAMILY}
-    return str(values.get(FAMILY, SPACE[0].choices[0])), dataclasses.replace(base, **settings)
+    return str(values[FAMILY]), dataclasses.replace(base, **settings)
 
 
 def night_values(base: TrainConfig) -> dict[str, Any]:
     """The night's own value of every searched ``[train]`` setting (the family: none, the
     night trains every one)."""
-    return {p.name: None if p.name == FAMILY else getattr(base, p.name) for p in SPACE}
+    return {FAMILY: None, **{p.name: getattr(base, p.name) for p in TRAIN_SPACE}}
 
 
-def space_table() -> list[dict[str, str]]:
+def space_table(families: tuple[str, ...]) -> list[dict[str, str]]:
     """The table for the report and the logs: name, range, reason."""
-    return [{"name": p.name, "range": p.range_text(), "why": p.why} for p in SPACE]
+    return [{"name": p.name, "range": p.range_text(), "why": p.why}
+            for p in search_space(families)]
 
 
 def toml_diff(values: Mapping[str, Any], base: TrainConfig) -> list[str]:
@@ -151,8 +192,8 @@ def toml_diff(values: Mapping[str, Any], base: TrainConfig) -> list[str]:
              "trains every family; the search row is this one)"] if FAMILY in values else []
     lines.append("[train]")
     changed = 0
-    for p in SPACE:
-        if p.name == FAMILY or p.name not in values:
+    for p in TRAIN_SPACE:
+        if p.name not in values:
             continue
         now = getattr(base, p.name)
         if _same(values[p.name], now):

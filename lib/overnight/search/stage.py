@@ -37,17 +37,17 @@ from overnight.provenance import code_version
 from overnight.search import space
 from overnight.search.study import (
     StudyPlace,
-    data_fingerprint,
+    night_study_name,
     no_worker_running,
     open_study,
     origin,
     reap_dead_trials,
     repair_journal,
     retried_trials,
-    study_name,
 )
 from overnight.search.worker import Inputs, best_trial
-from overnight.training import resolve_device, train_model
+from overnight.training.device import resolve_device
+from overnight.training.fit import train_model
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,8 @@ def run_search(inputs: Inputs, model_dir: Path, records_dir: Path, studies_dir: 
         summary = {"off": off, "created": _now(), "worker_errors": []}
         return summary if workers_only else _write_summary(records_dir, summary)
     end = search_end(config, started, deadline)
-    fingerprint = data_fingerprint(inputs.windows, inputs.split)
-    place = StudyPlace(study_name(fingerprint), studies_dir / study_name(fingerprint), storage)
+    name, fingerprint = night_study_name(inputs.windows, inputs.split, config)
+    place = StudyPlace(name, studies_dir / name, storage)
     log.info("study %s (%s), %d training and tune windows; search until %s", place.name,
              place.storage_text(), fingerprint["n_windows"], _clock(end))
     with no_worker_running(place) as alone:
@@ -228,7 +228,8 @@ def materialize(study: optuna.Study, place: StudyPlace, inputs: Inputs, config: 
         how = f"copied from {source}"
     else:  # trained on another host (a shared study): the weights are there, not here
         family, cfg = space.trial_settings(space.trial_base(config), best.params)
-        train_model(family, inputs.windows, inputs.split, staging, cfg, inputs.features)
+        train_model(family, inputs.windows, inputs.split, staging, cfg, inputs.features,
+                    extra_models=config.night.extra_models)
         how = f"trained again here ({source} holds no weights)"
     meta = json.loads((staging / "model.json").read_text())
     meta["search"] = {**record, "how": how, "code_version": code_version()}
@@ -259,7 +260,7 @@ def build_summary(study: optuna.Study, place: StudyPlace, config: Config, starte
             "night": {k: v for k, v in space.night_values(config.train).items()
                       if k in best.params}},
         "importances": _importances(study),
-        "space": space.space_table(),
+        "space": space.space_table(space.families(config)),
         "trials": [_trial_row(t, retried, started) for t in trials],
         "model": model, "code_version": code_version(),
     }

@@ -12,8 +12,9 @@ password never reaches a command line or a log) puts the study in PostgreSQL, an
 on any host join it.
 
 **Name.** A study is named by a hash of the data its objective sees (the window cache's
-training and tune windows, the split): the next night continues it while the data is the
-same, and a new cache, or a new split, opens a new study.
+training and tune windows, the split) and of its space (``space.space_signature``: a new
+searched model changes the families): the next night continues it while both are the same,
+and a new cache, a new split or a new family opens a new study.
 
 **Kills.** A trial whose worker died stays "running" in the storage. With the journal, every
 worker holds a shared lock on ``workers.lock`` while it runs; whoever takes that lock
@@ -45,7 +46,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from overnight.config import SEARCH_STORAGE_ENV, SearchConfig
+from overnight.config import SEARCH_STORAGE_ENV, Config, SearchConfig
+from overnight.search import space
 from overnight.windows.cache import open_cache
 from overnight.windows.split import read_split
 
@@ -148,9 +150,17 @@ def data_fingerprint(windows_path: Path, split_path: Path) -> dict[str, Any]:
             "subjects": {side: len(split[side]) for side in ("train", "tune", "val")}}
 
 
-def study_name(fingerprint: dict[str, Any]) -> str:
-    """``rt-<first 16 hex digits of the data hash>``."""
-    return f"rt-{fingerprint['sha256'][:16]}"
+def study_name(fingerprint: dict[str, Any], space_signature: str) -> str:
+    """``rt-<first 16 hex digits of the data hash>-<the space's signature>``."""
+    return f"rt-{fingerprint['sha256'][:16]}-{space_signature}"
+
+
+def night_study_name(windows_path: Path, split_path: Path, config: Config
+                     ) -> tuple[str, dict[str, Any]]:
+    """The name of the study of this data and the night's search space, and the data's
+    fingerprint (``data_fingerprint``)."""
+    fingerprint = data_fingerprint(windows_path, split_path)
+    return study_name(fingerprint, space.space_signature(space.families(config))), fingerprint
 
 
 def open_study(place: StudyPlace, cfg: SearchConfig, seed: int) -> optuna.Study:

@@ -1,6 +1,6 @@
 """One search worker: trials of the study, one after another, until the search's end.
 
-A trial trains one model as every night does (``overnight.training.train_model``) with the
+A trial trains one model as every night does (``overnight.training.fit.train_model``) with the
 night's ``[train]`` settings and the trial's values in place of the searched ones
 (``overnight.search.space``). Its objective is the best tune NRMSE: the validation subjects
 are never read. After every epoch the tune NRMSE goes to Optuna's pruner, which may stop
@@ -25,7 +25,6 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from overnight.config import Config, TrainConfig
-from overnight.models import MODELS
 from overnight.search import space
 from overnight.search.study import (
     StudyPlace,
@@ -35,7 +34,8 @@ from overnight.search.study import (
     worker_lock,
     worker_name,
 )
-from overnight.training import resolve_device, train_model
+from overnight.training.device import resolve_device
+from overnight.training.fit import train_model
 from overnight.windows.cache import open_cache
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class Objective:
     train: TrainConfig  # the night's [train]: what the trial does not search
     margin_s: float  # the window cache's margin: the most a crop may shift
     end: float  # epoch seconds: the trial stops after the epoch that passes it
+    families: tuple[str, ...]  # the models a trial may train (space.families)
+    extra_models: tuple[str, ...] = ()  # [night] extra_models: where the user's live
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         trial.set_user_attr("worker", worker_name())
@@ -87,15 +89,15 @@ class Objective:
             raise
 
     def _train(self, trial: optuna.trial.Trial, frozen: FrozenTrial) -> float:
-        values = space.suggest(trial, self.margin_s)
+        values = space.suggest(trial, self.margin_s, self.families)
         family, cfg = space.trial_settings(self.train, values)
         folder = self.place.trial_dir(origin(frozen))
-        features = self.inputs.features if MODELS[family].reads_features() else None
         log.info("trial %d%s: %s in %s", trial.number,
                  f" (retry of {origin(frozen)})" if origin(frozen) != trial.number else "",
                  ", ".join(f"{k}={_short(v)}" for k, v in values.items()), folder)
         meta = train_model(family, self.inputs.windows, self.inputs.split, folder, cfg,
-                           features, on_epoch=self._reporter(trial, frozen))
+                           self.inputs.features, on_epoch=self._reporter(trial, frozen),
+                           extra_models=self.extra_models)
         trial.set_user_attr("epochs_run", meta["epochs_run"])
         trial.set_user_attr("train_seconds", meta["train_seconds"])
         return float(meta["best_tune_nrmse"])
@@ -154,7 +156,8 @@ def run_worker(inputs: Inputs, place: StudyPlace, config: Config, end: float, si
         margin_s = cache.margin_samples / cache.sfreq_hz
     seed = int(np.random.SeedSequence([config.search.seed, index, int(since)])
                .generate_state(1)[0])
-    objective = Objective(inputs, place, space.trial_base(config), margin_s, end)
+    objective = Objective(inputs, place, space.trial_base(config), margin_s, end,
+                          space.families(config), config.night.extra_models)
     rules = _Rules(config, place, end, since, progress)
     with worker_lock(place):
         study = open_study(place, config.search, seed)

@@ -18,6 +18,8 @@ official window.
   spherical-spline interpolation (Perrin et al. 1989), from a bank made by
   ``rotation_bank``. Caps sit differently on every head, so the scalp map of the same
   process moves between subjects.
+
+``Augmentation`` applies the ones ``[train]`` turns on to each training batch, in this order.
 """
 
 from __future__ import annotations
@@ -28,10 +30,18 @@ import numpy as np
 import torch
 from numpy.polynomial import legendre
 
+from overnight.config import TrainConfig
+from overnight.hbn.channels import positions_m
+from overnight.models.base import Batch, RTModel
+from overnight.units import to_samples
+
 # Perrin et al. (1989)'s spline: stiffness m = 4, its Legendre series cut after 50 terms
 # (as MNE's interpolation of bad channels).
 SPLINE_STIFFNESS = 4
 SPLINE_TERMS = 50
+# sensor rotations drawn once per training (train.sensor_rotation_deg), each batch window
+# taking one at random: 4 MB of matrices
+ROTATIONS_IN_BANK = 64
 
 
 def shifted_crops(x: torch.Tensor, n_times: int, margin: int,
@@ -180,3 +190,38 @@ def _spline_solver(known: np.ndarray) -> np.ndarray:
     unit vectors, with the weights summing to zero."""
     system = np.vstack([_spline_basis(known, known), np.append(np.ones(len(known)), 0.0)])
     return np.linalg.pinv(system)[:, :-1]
+
+
+class Augmentation:
+    """The training batch as the model sees it: ``cfg``'s augmentations, in the order of
+    this module's list (crops first: the others act on what the model sees)."""
+
+    def __init__(self, cfg: TrainConfig, margin: int, sfreq_hz: float) -> None:
+        self.cfg, self.margin, self.sfreq_hz = cfg, margin, sfreq_hz
+        self.max_shift = to_samples(cfg.crop_shift_s, sfreq_hz)
+        self.rotations = (rotation_bank(positions_m(), cfg.sensor_rotation_deg,
+                                        ROTATIONS_IN_BANK, np.random.default_rng(cfg.seed))
+                          if cfg.sensor_rotation_deg else None)
+
+    def __call__(self, model: RTModel, batch: Batch) -> Batch:
+        cfg = self.cfg
+        x, features, y = batch
+        if self.margin:
+            x, shift = shifted_crops(x, x.shape[-1] - 2 * self.margin, self.margin,
+                                     self.max_shift)
+            y = y - shift.to(y.dtype) / (self.sfreq_hz * model.target_std)  # RT - shift
+            # The cached features are the official window's; a model that reads features
+            # computes the crop's itself (the same code the submission runs).
+            features = None
+        if self.rotations is not None:
+            self.rotations = self.rotations.to(x.device)
+            x = rotate_sensors(x, self.rotations)
+        if cfg.scale_sd or cfg.channel_scale_sd:
+            x = scale(x, cfg.scale_sd, cfg.channel_scale_sd)
+        if cfg.channel_dropout:
+            x = drop_channels(x, cfg.channel_dropout, model.input_mean)
+        if cfg.noise_sd:
+            x = add_noise(x, cfg.noise_sd, model.input_std)
+        if cfg.mixup_alpha:
+            x, features, y = mixup(x, features, y, cfg.mixup_alpha)
+        return Batch(x, features, y)

@@ -1,4 +1,5 @@
-"""Stage train-gbm: scikit-learn's trees as torch tensors, the model folder, the submission."""
+"""Fitting the trees: scikit-learn's trees as torch tensors, the model folder, the
+submission."""
 
 from __future__ import annotations
 
@@ -13,12 +14,24 @@ from overnight.champion.submission import build_submission, check_in_fresh_proce
 from overnight.config import GBMConfig
 from overnight.evaluation import load_trained_model, nrmse, predict
 from overnight.features.cache import read_features
-from overnight.models import FeatureTrees
-from overnight.trees import MODEL_NAME, NODE_TENSORS, train_trees, tree_tensors
+from overnight.models.gbm import FeatureTrees
+from overnight.models.registry import find_model
+from overnight.training.fit import train_model
+from overnight.training.trees import NODE_TENSORS, fit_trees, tree_tensors
 from overnight.windows.cache import load_windows
 from overnight.windows.split import read_split
+from tests.conftest import TINY_TRAIN
 
 FAST = GBMConfig(max_iter=60, n_iter_no_change=10, min_samples_leaf=5)
+
+
+def _as_model(trees: dict) -> FeatureTrees:
+    """A FeatureTrees holding ``tree_tensors``' node tensors."""
+    model = FeatureTrees(n_trees=trees["n_trees"], n_nodes=trees["n_nodes"],
+                         max_depth=trees["max_depth"])
+    model.set_standardization({**{n: torch.from_numpy(trees[n]) for n in NODE_TENSORS},
+                               "base_rt": torch.tensor(trees["base_rt"])})
+    return model
 
 
 def test_the_tensors_answer_what_scikit_learn_answers():
@@ -29,10 +42,7 @@ def test_the_tensors_answer_what_scikit_learn_answers():
     y = 1.5 + 0.3 * np.sin(2 * x[:, 0]) + 0.2 * x[:, 1] * x[:, 2] + rng.normal(0, 0.05, 3000)
     regressor = HistGradientBoostingRegressor(max_iter=80, max_leaf_nodes=15).fit(x, y)
     trees = tree_tensors(regressor)
-    model = FeatureTrees(n_trees=trees["n_trees"], n_nodes=trees["n_nodes"],
-                         max_depth=trees["max_depth"])
-    model.set_standardization({**{n: torch.from_numpy(trees[n]) for n in NODE_TENSORS},
-                               "base_rt": torch.tensor(trees["base_rt"])})
+    model = _as_model(trees)
     assert trees["n_trees"] == 80
     held_out = rng.normal(size=(2000, 6)).astype(np.float32)
     with torch.inference_mode():
@@ -45,17 +55,14 @@ def test_trees_without_a_split_keep_their_value():
     reads as a split worth -1; the staged predictions mend it."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from overnight.trees import _mend_single_leaf_trees
+    from overnight.training.trees import _mend_single_leaf_trees
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(50, 4)).astype(np.float32)
     y = 1.5 + rng.normal(0.0, 0.3, 50)
     regressor = HistGradientBoostingRegressor(max_iter=7, min_samples_leaf=40).fit(x, y)
     trees = tree_tensors(regressor)
-    model = FeatureTrees(n_trees=trees["n_trees"], n_nodes=trees["n_nodes"],
-                         max_depth=trees["max_depth"])
-    model.set_standardization({**{n: torch.from_numpy(trees[n]) for n in NODE_TENSORS},
-                               "base_rt": torch.tensor(trees["base_rt"])})
+    model = _as_model(trees)
     with torch.inference_mode():
         assert not np.allclose(model.tree_rt(torch.from_numpy(x)).squeeze(1).numpy(),
                                regressor.predict(x), atol=1e-3)  # hummingbird's reading
@@ -66,8 +73,9 @@ def test_trees_without_a_split_keep_their_value():
 
 @pytest.fixture(scope="module")
 def trees_dir(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("gbm") / MODEL_NAME
-    train_trees(tiny_data.windows, tiny_data.split, tiny_data.features, out, FAST)
+    out = tmp_path_factory.mktemp("gbm") / "gbm"
+    train_model("gbm", tiny_data.windows, tiny_data.split, out, TINY_TRAIN, tiny_data.features,
+                gbm=FAST)
     return out
 
 
@@ -102,3 +110,10 @@ def test_a_trees_submission_needs_only_torch(trees_dir, tiny_data, tmp_path):
     val = load_windows(tiny_data.windows, read_split(tiny_data.split)["val"])
     model, _ = load_trained_model(trees_dir)
     check_in_fresh_process(tmp_path / "sub", val.eeg, predict(model, val.eeg), val.sfreq_hz)
+
+
+def test_only_a_feature_trees_model_can_be_fitted_as_trees(tiny_data, tmp_path):
+    baseline = find_model("baseline")
+    with pytest.raises(TypeError, match="subclass FeatureTrees"):
+        fit_trees(baseline, tiny_data.windows, tiny_data.split, tiny_data.features, tmp_path,
+                  FAST)

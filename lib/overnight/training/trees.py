@@ -1,8 +1,8 @@
-"""Stage train-gbm: gradient-boosted trees on the window features, shipped as tensors.
+"""Fitting a model declared ``fit="trees"``: gradient-boosted trees on the window features.
 
 scikit-learn's ``HistGradientBoostingRegressor`` fits the training subjects' features (the
 feature cache) and stops on the tune subjects' loss; hummingbird-ml turns the fitted trees
-into flat node tensors, which ``overnight.models.FeatureTrees`` evaluates with torch alone,
+into flat node tensors, which ``overnight.models.gbm.FeatureTrees`` evaluates with torch alone,
 so the submission imports neither library (the scorer has torch only). The model folder
 holds what every training writes: ``model.pt`` (a state dict that loads with
 ``weights_only=True``) and ``model.json`` (written last). The validation subjects are not
@@ -26,15 +26,16 @@ from overnight import atomic
 from overnight.config import GBMConfig
 from overnight.evaluation import nrmse
 from overnight.features.cache import open_features
-from overnight.models import FeatureTrees
+from overnight.models.gbm import FeatureTrees
+from overnight.models.registry import RegisteredModel
 from overnight.provenance import code_version
-from overnight.training import rt_range
+from overnight.training import checkpoint
+from overnight.training.data import rt_range
 from overnight.windows.cache import open_cache
 from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "gbm"
 # The node tensors FeatureTrees holds, by the name of its buffer.
 NODE_TENSORS = ("node_feature", "node_threshold", "node_left", "node_right", "node_value")
 # The trees as tensors must give scikit-learn's predictions: float32 thresholds may move a
@@ -42,18 +43,25 @@ NODE_TENSORS = ("node_feature", "node_threshold", "node_left", "node_right", "no
 CONVERSION_TOLERANCE_S = 1e-3
 
 
-def train_trees(windows_path: Path, split_path: Path, features_path: Path, out_dir: Path,
-                cfg: GBMConfig) -> dict[str, Any]:
+def fit_trees(model_entry: RegisteredModel, windows_path: Path, split_path: Path,
+              features_path: Path, out_dir: Path, cfg: GBMConfig) -> dict[str, Any]:
     """Fit the trees on the training subjects' features, stop on the tune subjects', save
-    them as a ``FeatureTrees`` model in ``out_dir``; return the content of ``model.json``.
+    them as ``model_entry``'s model (a ``FeatureTrees``) in ``out_dir``; return the content
+    of ``model.json``.
 
     Raises
     ------
+    TypeError
+        The model is not a ``FeatureTrees``, whose node tensors the trees fill.
     RuntimeError
         The trees as tensors do not reproduce scikit-learn's predictions.
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
+    if not issubclass(model_entry.cls, FeatureTrees):
+        raise TypeError(f"{model_entry.source}: {model_entry.entry.class_name} declares "
+                        "fit='trees', which fills the node tensors of a tree model: subclass "
+                        "FeatureTrees (overnight.models.gbm)")
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (x_train, y_train), (x_tune, y_tune), spec = _read_sides(windows_path, split_path,
@@ -72,9 +80,9 @@ def train_trees(windows_path: Path, split_path: Path, features_path: Path, out_d
     regressor = HistGradientBoostingRegressor(max_iter=n_trees, early_stopping=False,
                                               **settings).fit(x_train, y_train)
     trees = tree_tensors(regressor)
-    model = FeatureTrees(n_trees=trees["n_trees"], n_nodes=trees["n_nodes"],
-                         max_depth=trees["max_depth"], sfreq_hz=spec["sfreq_hz"],
-                         window_start_s=spec["window_start_s"], n_chans=spec["n_chans"])
+    model_args = {key: trees[key] for key in ("n_trees", "n_nodes", "max_depth")} | {
+        key: spec[key] for key in ("sfreq_hz", "window_start_s", "n_chans")}
+    model = model_entry.build(**model_args)
     model.set_standardization({
         **{name: torch.from_numpy(trees[name]) for name in NODE_TENSORS},
         "base_rt": torch.tensor(trees["base_rt"]),
@@ -89,14 +97,11 @@ def train_trees(windows_path: Path, split_path: Path, features_path: Path, out_d
                            f"{worst:.3g} s on the tune windows; the conversion is wrong")
     # what the model answers: the trees' RT clamped to the training range
     tune_nrmse = nrmse(y_tune, np.clip(tree_rt, model.rt_min.item(), model.rt_max.item()))
-    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
-    with atomic.atomic_path(out_dir / "model.pt") as tmp:
-        torch.save(state, tmp)
+    checkpoint.save_weights(model, out_dir / checkpoint.WEIGHTS_FILE)
     stopped = search.n_iter_ < cfg.max_iter
     meta = {
-        "model": MODEL_NAME, "inputs": list(FeatureTrees.inputs),
-        "model_args": {key: trees[key] for key in ("n_trees", "n_nodes", "max_depth")}
-        | {key: spec[key] for key in ("sfreq_hz", "window_start_s", "n_chans")},
+        "model": model_entry.name, "inputs": list(model_entry.declaration.inputs),
+        "model_args": model_args,
         "n_params": int(trees["n_trees"] * trees["n_nodes"]),
         "best_epoch": n_trees, "epochs_run": int(search.n_iter_),
         "best_tune_nrmse": tune_nrmse, "stopped": "early stopping" if stopped else "max trees",
@@ -110,10 +115,11 @@ def train_trees(windows_path: Path, split_path: Path, features_path: Path, out_d
         "config": dataclasses.asdict(cfg), "windows": str(windows_path),
         "split": str(split_path), "features": str(features_path),
         "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "source": checkpoint.keep_source(model_entry, out_dir),
     }
     atomic.write_json(out_dir / "model.json", meta)
     log.info("%s: %d trees, the best tune loss of %d (%s), tune NRMSE %.4f, %.1f s",
-             MODEL_NAME, n_trees, search.n_iter_, meta["stopped"], tune_nrmse,
+             model_entry.name, n_trees, search.n_iter_, meta["stopped"], tune_nrmse,
              meta["train_seconds"])
     return meta
 

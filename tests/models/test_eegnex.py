@@ -11,16 +11,20 @@ from overnight.champion.compare import compare_and_promote
 from overnight.champion.submission import build_submission, check_in_fresh_process
 from overnight.config import CompareConfig
 from overnight.evaluation import load_trained_model, predict
-from overnight.models import EEGNeXPeer, ModelUnavailable
+from overnight.models.base import ModelUnavailable
+from overnight.models.eegnex import EEGNeXPeer
+from overnight.models.registry import find_model
 from overnight.report.context import build_report_context
 from overnight.report.render import render_report
-from overnight.training import train_model
+from overnight.training.fit import train_model
 from overnight.windows.cache import load_windows
 from overnight.windows.split import read_split
 from tests.conftest import TINY_TRAIN
 from tests.helpers import skip_without_eegnex
 
 REASON = "braindecode's EEGNeX cannot be imported (OSError: libtorchaudio.so: no such file)"
+# braindecode's own widths: nothing to set
+CASE: dict = {}
 
 
 @pytest.fixture
@@ -29,6 +33,13 @@ def without_braindecode(monkeypatch):
         raise ModelUnavailable(REASON)
 
     monkeypatch.setattr(EEGNeXPeer, "network_class", staticmethod(missing))
+
+
+def test_a_model_whose_library_cannot_import_says_why(without_braindecode):
+    assert EEGNeXPeer.unavailable() == REASON
+    assert find_model("baseline").cls.unavailable() is None
+    with pytest.raises(ModelUnavailable, match="torchaudio"):
+        find_model("eegnex").build()
 
 
 def test_a_model_that_cannot_run_is_a_row_that_says_why(tiny_night, tmp_path,

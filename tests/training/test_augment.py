@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from overnight import augment
 from overnight.config import TrainConfig
 from overnight.hbn.channels import N_CHANS, positions_m
-from overnight.models import build_model
-from overnight.training import Augmentation
+from overnight.models.base import Batch
+from overnight.models.registry import find_model
+from overnight.training import augment
+from overnight.training.augment import Augmentation
 
 N_TIMES, MARGIN = 200, 50
 
@@ -89,7 +90,7 @@ def test_a_shifted_crop_keeps_its_target_on_the_press():
     """A spike where the press is: after the crop, the target (RT - shift) still says
     where the spike lies in the window."""
     sfreq_hz, start_s = 100.0, 0.5
-    model = build_model("baseline", n_chans=3, n_times=N_TIMES, n_filters=4)
+    model = find_model("baseline").build(n_chans=3, n_times=N_TIMES, n_filters=4)
     model.set_standardization({"target_mean": torch.tensor(1.6),
                                "target_std": torch.tensor(0.4)})
     rt_s = torch.tensor([0.9, 1.3, 1.7, 2.1, 2.4])
@@ -100,7 +101,7 @@ def test_a_shifted_crop_keeps_its_target_on_the_press():
     augmentation = Augmentation(cfg, MARGIN, sfreq_hz)
     torch.manual_seed(3)
     y = (rt_s - 1.6) / 0.4
-    crops, features, y_crop = augmentation(model, x, torch.zeros(len(rt_s), 2), y)
+    crops, features, y_crop = augmentation(model, Batch(x, torch.zeros(len(rt_s), 2), y))
     assert features is None  # the cached features are the official window's
     target_s = y_crop * 0.4 + 1.6
     where = crops[:, 1].argmax(dim=1)
