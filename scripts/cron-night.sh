@@ -2,8 +2,8 @@
 # cron's entry point (crontab.example): run tonight's chain, its output appended to
 # $RUNS/cron.log. Silent when the night went well, so cron mails only when it did not: then
 # it prints the outcome and the log's last lines. Exits with the night's exit code (0 ok,
-# 1 a stage failed, 2 preflight failed, 3 no report, 75 another night is running; README
-# "Running every night"). Settings come from local.mk.
+# 1 a stage failed, 2 preflight failed, 3 no report, 75 another night is running;
+# docs/night.md). Settings come from local.mk.
 #
 # It runs the same driver as `make overnight`, with the command the Makefile prints
 # (`make night-command`): make itself can only exit 0 or 2, and cron needs the real code.
