@@ -215,6 +215,7 @@ def model_arguments(model_class: type[RTModel], cfg: TrainConfig,
     offered = {"n_chans": window_spec["n_chans"], "n_times": window_spec["n_times"],
                "n_filters": cfg.n_filters, "dropout": cfg.dropout,
                "normalization": cfg.normalization, "backbone": cfg.backbone,
+               "dense_weight": cfg.dense_weight, "press_label_sd_s": cfg.press_label_sd_s,
                "sfreq_hz": window_spec["sfreq_hz"],
                "window_start_s": window_spec["window_start_s"]}
     parameters = inspect.signature(model_class).parameters
