@@ -185,7 +185,7 @@ demo: setup ## set up, make the synthetic dataset and run the whole chain in wor
 
 test: setup ## lint and run the default test suite (no GPU, no slow tests, no eegdash rerun)
 	$(PY) -m ruff check lib jobs tests bench examples
-	$(PY) -m pytest -q -m "not slow and not gpu and not eegdash"
+	$(PY) -m pytest -q --durations=10 -m "not slow and not gpu and not eegdash"
 
 data: | $(SETUP_STAMP) ## fetch RELEASES="R1 R5" [MINI=1] [SOURCE=openneuro] [TASKS=all] into DATA_DIR (data)
 	$(if $(RELEASES),,$(error make data: set RELEASES, e.g. RELEASES="R1 R5" (R1..R11)))
