@@ -52,15 +52,18 @@ class PressLocator(RTModel):
 
     def standardized_output(self, x: torch.Tensor,
                             features: torch.Tensor | None = None) -> torch.Tensor:
-        located = (self.press_time_s(x) - self.target_mean) / self.target_std
+        return self._output_from_scores(self.press_scores(x), x, features)
+
+    def _output_from_scores(self, scores: torch.Tensor, x: torch.Tensor,
+                            features: torch.Tensor | None) -> torch.Tensor:
+        located = (self._expected_time_s(scores) - self.target_mean) / self.target_std
         return self.corrected(located, x, features)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """The RT's squared error (standardised) plus ``dense_weight`` x the cross-entropy
         of the step scores against ``press_label``."""
         scores = self.press_scores(batch.eeg)
-        located = (self._expected_time_s(scores) - self.target_mean) / self.target_std
-        out = self.corrected(located, batch.eeg, batch.features).squeeze(1)
+        out = self._output_from_scores(scores, batch.eeg, batch.features).squeeze(1)
         loss = nn.functional.mse_loss(out.float(), batch.target)
         if self.dense_weight > 0:
             label = self.press_label(batch.target * self.target_std + self.target_mean)
