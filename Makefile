@@ -165,7 +165,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
 .PHONY: help setup data demo synth overnight night-command ready preflight device check-models \
         windows features models $(TRAIN_TARGETS) compare report rollback \
         verify image status logs install-cron test test-all test-eegnex test-eegdash lint clean \
-        distclean bench bench-windows bench-models bench-night bench-data setup-eegnex
+        distclean bench bench-windows bench-models bench-night bench-compare bench-data setup-eegnex
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -317,6 +317,9 @@ bench-windows: | $(READY) ## benchmark the window stage alone: 1 worker vs every
 
 bench-models: | $(READY) ## every model variant x 3 seeds on the demo, hard, many-subject and other data
 	$(PY) bench/models.py --work $(BENCH_WORK)/models
+
+bench-compare: | $(READY) ## stage compare at N (41,071) windows: every model, the blend, the importance
+	$(PY) bench/compare.py --work $(BENCH_WORK)/compare --n $(N)
 
 bench-night: | $(READY) ## a whole night (make overnight, NPROC=cores) on a tree of N (41,071) windows
 	$(PY) bench/night.py --work $(BENCH_WORK)/night --windows $(N)

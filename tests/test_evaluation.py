@@ -12,6 +12,7 @@ from overnight.evaluation import (
     rmse,
     subject_bootstrap,
 )
+from overnight.models.base import RTModel
 
 
 def test_mean_predictor_scores_exactly_one():
@@ -71,15 +72,15 @@ def test_interval_is_the_central_share():
     assert interval(np.append(values, np.nan), 0.5) == pytest.approx((250.0, 750.0))
 
 
-class _ReadsFirstFeature(torch.nn.Module):
+class _ReadsFirstFeature(RTModel):
     """A stand-in model whose answer is its first feature (the window is ignored)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.ones(()))
+        super().__init__(n_chans=2)
 
-    def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        return features[:, :1] * self.scale
+    def standardized_output(self, x: torch.Tensor,
+                            features: torch.Tensor | None = None) -> torch.Tensor:
+        return features[:, :1]
 
 
 def test_permutation_importance_finds_the_family_the_model_reads():

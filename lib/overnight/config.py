@@ -217,7 +217,11 @@ class TrainConfig(_Section):
     # entries did; scale-free); "gain" removes each window's channel offsets and its
     # overall gain, keeping the channels' relative amplitudes.
     normalization: str = setting("train", choices=("train", "window", "gain"))
-    # Dense time targets for the models that locate the press (press, press-hybrid): beside
+    # Drop the recording reference (Cz, E129) from what the networks read: it is flat where
+    # the recording kept it as recorded, and noise once re-referenced; three of the
+    # challenge's top four entries dropped it.
+    drop_reference: bool = setting(False)
+    # Dense time targets for the models that locate the press (press, press-hybrid, timing): beside
     # the squared RT error, dense_weight x the cross-entropy between the softmax over the
     # window's steps and a Gaussian label of press_label_sd_s at the press, so every step
     # learns whether the press is there (the squared error of the expected time alone
@@ -315,6 +319,10 @@ class CompareConfig(_Section):
     # Shuffles of each feature family behind its permutation importance (each a pass of the
     # model over the validation windows).
     importance_repeats: int = setting(3, at_least=1)
+    # Fit a blend of the night's models (non-negative weights summing to one, on the tune
+    # subjects' predictions) and compare it as one more model: every top entry of the
+    # challenge shipped an ensemble.
+    blend: bool = setting(True)
 
 
 @dataclass(frozen=True)

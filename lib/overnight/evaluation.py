@@ -18,6 +18,9 @@ import numpy as np
 import torch
 
 from overnight.config import TrainConfig
+from overnight.models.base import RTModel
+from overnight.models.declaration import BLEND_NAME
+from overnight.models.ensemble import Blend, Ensemble, build_blend_of
 from overnight.models.registry import RegisteredModel, find_model
 
 
@@ -82,7 +85,7 @@ def interval(resampled: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def permutation_importance(model: torch.nn.Module, eeg: np.ndarray, features: np.ndarray,
+def permutation_importance(model: RTModel | Ensemble | Blend, eeg: np.ndarray, features: np.ndarray,
                            y_true: np.ndarray, subjects: Sequence[str],
                            families: Mapping[str, Sequence[int]], n_resamples: int,
                            level: float, repeats: int = 3, seed: int = 0
@@ -92,24 +95,25 @@ def permutation_importance(model: torch.nn.Module, eeg: np.ndarray, features: np
 
     ``features`` (N, F) are the windows' precomputed features, passed to the model in place
     of the ones it would compute from the window; a family's columns are permuted together
-    (one permutation of the windows per repeat), ``repeats`` times. The interval comes from
-    the subject bootstrap: on every resample, the rise averaged over the repeats.
+    (one permutation of the windows per repeat), ``repeats`` times; what the model computes
+    from the raw window is computed once for all of them (``predict_feature_variants``).
+    The interval comes from the subject bootstrap: on every resample, the rise averaged
+    over the repeats.
 
     Returns
     -------
     dict
         Family -> ``{"delta_nrmse": float, "interval": [low, high]}``.
     """
-    x = torch.as_tensor(eeg)
     y = np.asarray(y_true, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    predictions = {"intact": predict(model, x, features=torch.from_numpy(features))}
+    variants = {"intact": features}
     for family, columns in families.items():
         for repeat in range(repeats):
             shuffled = features.copy()
             shuffled[:, columns] = features[rng.permutation(len(features))][:, columns]
-            predictions[f"{family}/{repeat}"] = predict(model, x,
-                                                        features=torch.from_numpy(shuffled))
+            variants[f"{family}/{repeat}"] = shuffled
+    predictions = predict_feature_variants(model, eeg, variants)
     resampled = subject_bootstrap(y, predictions, subjects, n_resamples, seed)
     intact = nrmse(y, predictions["intact"])
     result = {}
@@ -176,7 +180,7 @@ def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: in
     batch_size = batch_size or TrainConfig().eval_batch_size
     was_training = model.training
     model.eval()
-    device = next(itertools.chain(model.parameters(), model.buffers())).device  # trees: buffers
+    device = _device_of(model)
     x = torch.as_tensor(x)
     out = []
     for start in range(0, len(x), batch_size):
@@ -187,6 +191,33 @@ def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: in
     if not out:
         return np.zeros(0)
     return torch.cat(out).numpy().astype(np.float64)
+
+
+@torch.inference_mode()
+def predict_feature_variants(model: RTModel | Ensemble | Blend, x: torch.Tensor | np.ndarray,
+                             variants: Mapping[str, np.ndarray],
+                             batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """``predict`` of the same windows with several versions of their features (N, F) by
+    name: each batch's raw-window part is computed once (``feature_response``), then read
+    with every version."""
+    batch_size = batch_size or TrainConfig().eval_batch_size
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    x = torch.as_tensor(x)
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in variants}
+    for start in range(0, len(x), batch_size):
+        respond = model.feature_response(x[start:start + batch_size].to(device))
+        for name, features in variants.items():
+            batch = torch.from_numpy(features[start:start + batch_size]).to(device)
+            out[name].append(respond(batch).float().squeeze(1).cpu())
+    model.train(was_training)
+    return {name: torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros(0)
+            for name, parts in out.items()}
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(itertools.chain(model.parameters(), model.buffers())).device  # trees: buffers
 
 
 def load_trained_model(model_dir: Path, device: str | torch.device = "cpu"
@@ -200,7 +231,7 @@ def load_trained_model(model_dir: Path, device: str | torch.device = "cpu"
         hide it behind the training mean, so it is refused here.
     """
     meta = read_model_record(model_dir)
-    model = trained_model_class(model_dir, meta).build(**meta["model_args"])
+    model = build_recorded_model(model_dir, meta)
     state = torch.load(Path(model_dir) / "model.pt", map_location=device, weights_only=True)
     broken = [name for name, tensor in state.items()
               if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
@@ -220,10 +251,20 @@ def read_model_record(model_dir: Path) -> dict[str, Any]:
 
 
 def trained_model_class(model_dir: Path, meta: dict[str, Any]) -> RegisteredModel:
-    """The registered model a folder holds: a built-in one, or the user's own from the copy
-    of its source the training kept beside the weights."""
+    """The registered model a folder holds (or a blend's member record names): a built-in
+    one, or the user's own from the copy of its source kept in ``model_dir``."""
     source = meta.get("source")
     return find_model(meta["model"], [str(Path(model_dir) / source)] if source else ())
+
+
+def build_recorded_model(model_dir: Path, meta: dict[str, Any]) -> torch.nn.Module:
+    """The untrained module of a model folder's record (``model.json``): the model with its
+    arguments, or a blend of its members with their weights."""
+    if meta["model"] == BLEND_NAME:
+        return build_blend_of([(trained_model_class(model_dir, member).cls,
+                                member["model_args"]) for member in meta["members"]],
+                              [member["weight"] for member in meta["members"]])
+    return trained_model_class(model_dir, meta).build(**meta["model_args"])
 
 
 def floor_predictions(truth_tsv: Path, subjects: Sequence[str], runs: Sequence[int],

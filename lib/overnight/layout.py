@@ -14,6 +14,7 @@ A night folder (``runs/<date>``, or ``work/demo``)::
     models/<name>/                 stage train-<name>
     search/summary.json progress.json   stage search (its study lives beside the nights)
     models/search/                 stage search: the study's best trial
+    models/blend/                  stage compare: the blend of the night's models
     comparison.json                stage compare
     preflight/                     a night folder of its own: the preflight's slice
       bids/ submission/ reports/   (its input, a copy of the champion, its report)

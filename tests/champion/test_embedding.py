@@ -13,7 +13,8 @@ from overnight.models.registry import builtin_names, find_model
 @pytest.mark.parametrize("name", builtin_names())
 def test_every_module_comes_after_what_it_imports(name):
     model = find_model(name)
-    modules = embedded_modules(model.source, model.cls.extra_requirement)
+    extra = model.cls.extra_requirement
+    modules = embedded_modules([model.source], [extra] if extra else [])
     assert [m.label for m in modules][-2:] == [f"overnight/models/{model.source.name}",
                                                "overnight/models/ensemble.py"]
     defined: set[str] = set()
@@ -44,10 +45,10 @@ def test_what_cannot_run_beside_torch_alone_is_refused(tmp_path: Path, source: s
     model = tmp_path / "mine.py"
     model.write_text(source)
     with pytest.raises(EmbeddingError, match=refusal):
-        embedded_modules(model)
+        embedded_modules([model])
 
 
 def test_an_extra_library_is_allowed_when_the_model_names_it(tmp_path: Path):
     model = tmp_path / "mine.py"
     model.write_text("import braindecode\n")
-    assert model.resolve() in [m.path for m in embedded_modules(model, "braindecode")]
+    assert model.resolve() in [m.path for m in embedded_modules([model], ["braindecode"])]

@@ -14,11 +14,14 @@ import pytest
 import torch
 
 from overnight.config import NightConfig, TrainConfig, load_config
+from overnight.features.spec import FEATURE_NAMES
+from overnight.hbn.channels import CH_NAMES, REFERENCE_CHANNEL
 from overnight.layout import model_stages
 from overnight.models.base import NORMALIZATIONS, Batch, ConstantPredictor
 from overnight.models.catalog import load_catalog
 from overnight.models.registry import builtin_names, find_model, registry
 from overnight.search import space
+from overnight.training.data import input_mask
 from tests.helpers import model_names
 from tests.models.helpers import case, fitted
 
@@ -50,6 +53,40 @@ def test_forward_shape_and_eval_determinism(name):
     assert first.shape == (5, 1)
     assert torch.equal(first, second)
     assert torch.isfinite(first).all()
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_the_feature_response_is_the_forward_pass(name):
+    """What a permutation importance computes once per window and reads with many
+    versions of the features gives what ``forward`` gives, for a model and an ensemble."""
+    torch.manual_seed(0)
+    x = torch.randn(6, 129, 200) * 1e-5
+    features = torch.randn(6, len(FEATURE_NAMES))
+    for model in (fitted(name, "train"), find_model(name).build(ensemble=2, **case(name))):
+        with torch.inference_mode():
+            respond = model.eval().feature_response(x)
+            for version in (features, features.flip(0), None):
+                torch.testing.assert_close(respond(version), model(x, version))
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("name", [n for n in model_names()
+                                  if "eeg" in find_model(n.values[0]).declaration.inputs])
+def test_a_dropped_reference_is_not_read(name, normalization):
+    """With ``train.drop_reference`` the network does not read Cz; the other channels it
+    does."""
+    model = fitted(name, normalization)
+    reference = CH_NAMES.index(REFERENCE_CHANNEL)
+    model.set_standardization({"input_mask": input_mask(CH_NAMES, drop_reference=True)})
+    x = torch.randn(3, 129, 200) * 1e-5
+    noisy = x.clone()
+    noisy[:, reference] = torch.randn(3, 200) * 1e-4
+    other = x.clone()
+    other[:, reference - 1] = torch.randn(3, 200) * 1e-4
+    features = torch.randn(3, len(FEATURE_NAMES))  # fixed: the features read every channel
+    with torch.inference_mode():
+        torch.testing.assert_close(model(noisy, features), model(x, features))
+        assert not torch.equal(model(other, features), model(x, features))
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)

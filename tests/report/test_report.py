@@ -362,3 +362,24 @@ def test_champion_history_shows_every_champion_newest_first(work_dir, tmp_path):
     assert empty["note"].startswith("no champion yet")
     with pytest.raises(TypeError, match="champion must be a dict"):
         build_report_context(work_dir, None, ENVIRONMENT, champion=["x"])
+
+
+def test_the_blend_row_shows_its_weights_and_what_it_left_out(work_dir, tmp_path):
+    comparison = json.loads((work_dir / "comparison.json").read_text())
+    comparison["rows"].insert(2, {"name": "blend", "kind": "model", "model": "blend",
+                                  "inputs": ["eeg", "features"], "nrmse": 0.68,
+                                  "tune_nrmse": 0.62, "rmse_s": 0.27,
+                                  "blend_weights": {"hybrid": 0.64, "baseline": 0.36}})
+    comparison["blend"] = {"written": True, "weights": {"hybrid": 0.64, "baseline": 0.36},
+                           "left_out": {"eegnex": "not run"}}
+    (work_dir / "comparison.json").write_text(json.dumps(comparison))
+    html = _render(work_dir, tmp_path)
+    assert "weights: hybrid 0.64, baseline 0.36" in html
+    assert "fitted on the predictions of each model for the tune subjects" in html
+    assert "eegnex: not run" in html
+
+    comparison["rows"].pop(2)
+    comparison["blend"] = {"written": False, "why": "off ([compare] blend = false)",
+                           "left_out": {}}
+    (work_dir / "comparison.json").write_text(json.dumps(comparison))
+    assert "No blend tonight: off ([compare] blend = false)." in _render(work_dir, tmp_path)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from overnight.champion.blend import fit_blend
 from overnight.config import GBMConfig
 from overnight.training.fit import train_model
 from overnight.windows.split import read_split
@@ -33,7 +34,8 @@ def _poison_validation(src: Path, dst: Path, val_rows: np.ndarray, datasets: dic
 
 def test_training_never_reads_a_validation_window(tiny_data, tmp_path, monkeypatch):
     """Validation windows replaced by NaN (and their RTs by 99 s) change nothing in what
-    training writes, and no read of the caches touches their rows."""
+    training writes or in the blend of what it trained, and no read of the caches touches
+    their rows."""
     import dataclasses
 
     from overnight.windows import cache as window_cache
@@ -62,4 +64,10 @@ def test_training_never_reads_a_validation_window(tiny_data, tmp_path, monkeypat
         assert clean.keys() == dirty.keys()
         for key in clean:
             torch.testing.assert_close(clean[key], dirty[key], rtol=0, atol=0)
+    # nor in the blend compare fits on the models' tune predictions
+    blends = {kind: fit_blend(tmp_path / kind, windows, tiny_data.split)
+              for kind, windows in (("clean", tiny_data.windows),
+                                    ("poisoned", poisoned["windows"]))}
+    assert set(blends["clean"]["tune_nrmse_by_model"]) == {"baseline", "hybrid", "gbm"}
+    assert blends["clean"] == blends["poisoned"]
     assert read and not np.isin(np.concatenate(read), val_rows).any()

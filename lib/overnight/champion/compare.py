@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from overnight import atomic
+from overnight.champion.blend import discard_blend, fit_blend
 from overnight.champion.gate import decide, hold_for_integrity
 from overnight.champion.record import (
     install,
@@ -37,6 +38,7 @@ from overnight.evaluation import (
 )
 from overnight.features.cache import read_features
 from overnight.features.spec import FEATURE_FAMILIES
+from overnight.models.declaration import BLEND_NAME
 from overnight.windows.cache import WindowSet, load_windows, open_cache
 from overnight.windows.split import read_split
 
@@ -50,6 +52,9 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     """Score tonight's models, the champion, the mean predictor and, when ``truth_tsv`` (a
     synthetic tree's ``truth.tsv``) is given, the floor on the same validation windows;
     promote through the gate; write ``out_path`` (JSON).
+
+    First the blend of the night's models is fitted on their tune predictions
+    (``blend.fit_blend``, with ``cfg.blend``): a row like the others.
 
     With the feature cache (``features_path``), the comparison also answers whether the
     features help: the best model that reads them against the best that reads the raw
@@ -75,6 +80,8 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     rows: list[dict[str, Any]] = []
     predictions: dict[str, np.ndarray] = {}
 
+    blend = (fit_blend(models_dir, windows_path, split_path) if cfg.blend
+             else discard_blend(models_dir))
     for model_dir in sorted(p.parent for p in models_dir.glob("*/model.json")):
         row, pred = _score_model(model_dir, val.eeg, y_true)
         rows.append(row)
@@ -140,6 +147,7 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
         "decision": {**dataclasses.asdict(decision),
                      "previous": ({"model": champion["model"], "nrmse": champion_nrmse}
                                   if champion else None)},
+        "blend": {k: v for k, v in blend.items() if k != "meta"},
         "features": _features_section(rows, resampled, models_dir, val, features_path, cfg),
         "validation": {"subject": [str(s) for s in val.subject], "y_true": y_true.tolist(),
                        "predictions": {k: v.tolist() for k, v in predictions.items()}},
@@ -190,6 +198,8 @@ def _score_model(model_dir: Path, eeg: np.ndarray,
     row.update(epochs=meta["epochs_run"], best_epoch=meta["best_epoch"],
                n_params=meta["n_params"], train_seconds=meta["train_seconds"],
                tune_nrmse=meta.get("best_tune_nrmse"))
+    if meta["model"] == BLEND_NAME:
+        row["blend_weights"] = {m["name"]: m["weight"] for m in meta["members"]}
     try:
         model, _ = load_trained_model(model_dir)
         pred = predict(model, eeg)
@@ -250,8 +260,9 @@ def _features_section(rows: list[dict[str, Any]], resampled: dict[str, np.ndarra
                       cfg: CompareConfig) -> dict[str, Any]:
     """Do the features help: the best feature model against the best raw-window model, and
     each family's permutation importance (``evaluation.permutation_importance``)."""
+    # single models only: the blend mixes models that read features with ones that do not
     scored = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None
-              and r["name"] in resampled]
+              and r["name"] in resampled and r["model"] != BLEND_NAME]
     readers = [r for r in scored if "features" in (r.get("inputs") or ())]
     raw = [r for r in scored if list(r.get("inputs") or ()) == ["eeg"]]
     question = None

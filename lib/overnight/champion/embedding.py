@@ -15,13 +15,13 @@ from __future__ import annotations
 import ast
 import dataclasses
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 PROJECT = "overnight"
 _LIB = Path(__file__).resolve().parents[2]  # the folder that holds the project's package
-# What every submission runs besides the model: the ensemble (members averaged) and the
-# base module (Challenge 2's constant predictor).
+# What every submission runs besides the model: the ensemble (members averaged, or a
+# blend's weighted) and the base module (Challenge 2's constant predictor).
 ALWAYS_EMBEDDED = ("overnight.models.ensemble", "overnight.models.base")
 _ALLOWED_LIBRARIES = ("torch",)
 
@@ -39,9 +39,11 @@ class EmbeddedModule:
     source: str  # without its __future__ and project imports
 
 
-def embedded_modules(model_file: Path, extra_library: str | None = None
+def embedded_modules(model_files: Sequence[Path], extra_libraries: Sequence[str] = ()
                      ) -> list[EmbeddedModule]:
-    """``model_file`` and the project modules it needs, dependencies first.
+    """The model files (one, or a blend's members') and the project modules they need,
+    dependencies first, each once; ``extra_libraries``: the models' declared extra
+    libraries.
 
     Raises
     ------
@@ -49,9 +51,10 @@ def embedded_modules(model_file: Path, extra_library: str | None = None
         A project import of a module rather than of names, a module-level import of a
         library the scorer lacks, or one name defined at module level by two files.
     """
-    allowed = (*_ALLOWED_LIBRARIES, *((extra_library,) if extra_library else ()))
+    allowed = (*_ALLOWED_LIBRARIES, *extra_libraries)
     order: list[Path] = []
-    starts = [model_file.resolve(), *(_module_file(name, model_file) for name in ALWAYS_EMBEDDED)]
+    starts = [*(Path(f).resolve() for f in model_files),
+              *(_module_file(name, model_files[0]) for name in ALWAYS_EMBEDDED)]
     for start in starts:
         _visit(start, allowed, order, set())
     modules = [EmbeddedModule(_label(path), path, _strip_project_imports(path))

@@ -72,7 +72,8 @@ def check_model(model: RegisteredModel, config: Config, fresh_process: bool) -> 
     if model.declaration.fit == "gradients":
         _check_loss(net, windows, where)
         checked.append("loss")
-    embedded_modules(model.source, model.cls.extra_requirement)  # names the file that fails
+    extra = model.cls.extra_requirement
+    embedded_modules([model.source], [extra] if extra else [])  # names the file that fails
     if fresh_process:
         _check_submission(model, net, windows, config, where)
         checked.append("submission in a fresh process")

@@ -29,7 +29,7 @@ from overnight.champion.embedding import embedded_modules
 from overnight.evaluation import predict, read_model_record, trained_model_class
 from overnight.hbn.channels import index_of
 from overnight.hbn.events import PLAUSIBLE_RT_S
-from overnight.models.registry import RegisteredModel
+from overnight.models.declaration import BLEND_NAME
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def build_submission(model_dir: Path, out_dir: Path) -> dict[str, str]:
     meta = read_model_record(model_dir)
     weights_sha = atomic.sha256_file(model_dir / "model.pt")
     weights_name = f"{WEIGHTS_PREFIX}{meta['model']}_{weights_sha[:12]}.pt"
-    source = submission_source(meta, trained_model_class(model_dir, meta), weights_name)
+    source = submission_source(model_dir, meta, weights_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_dir / "model.pt", out_dir / weights_name)
     (out_dir / SUBMISSION_FILE).write_text(source, encoding="utf-8")
@@ -65,17 +65,24 @@ def build_submission(model_dir: Path, out_dir: Path) -> dict[str, str]:
             for name in (SUBMISSION_FILE, weights_name, ZIP_FILE)}
 
 
-def submission_source(meta: dict[str, Any], model: RegisteredModel, weights_name: str) -> str:
-    """The text of submission.py for a trained ``model`` (its ``model.json``)."""
-    extra = model.cls.extra_requirement
+def submission_source(model_dir: Path, meta: dict[str, Any], weights_name: str) -> str:
+    """The text of submission.py for the trained model in ``model_dir`` (``meta``: its
+    ``model.json``): one model, or a blend of several, each with its class and arguments."""
+    records = meta["members"] if meta["model"] == BLEND_NAME else [meta]
+    models = [trained_model_class(model_dir, record) for record in records]
+    extras = sorted({m.cls.extra_requirement for m in models if m.cls.extra_requirement})
     modules = [{"path": m.label, "source": m.source}
-               for m in embedded_modules(model.source, extra)]
+               for m in embedded_modules(list(dict.fromkeys(m.source for m in models)), extras)]
+    members = [{"class_name": model.entry.class_name, "args": record["model_args"],
+                "name": record.get("name", meta["model"]), "weight": record.get("weight")}
+               for model, record in zip(models, records, strict=True)]
     return _template().render(
         model=meta["model"], nrmse=meta["best_tune_nrmse"], best_epoch=meta["best_epoch"],
         created=meta["created"], code_version=meta["code_version"], modules=modules,
-        model_class=model.entry.class_name, model_args=meta["model_args"],
+        members=members, blend=meta["model"] == BLEND_NAME,
         weights=weights_name, challenge_2_constant=CHALLENGE_2_CONSTANT,
-        extra_requirement=extra, sfreq_hz=float(meta["model_args"].get("sfreq_hz", 100.0)))
+        extra_requirement=" and ".join(extras),
+        sfreq_hz=float(meta["model_args"].get("sfreq_hz", 100.0)))
 
 
 def check_in_fresh_process(submission_dir: Path, windows: np.ndarray, expected_s: np.ndarray,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight.config import EEG_FORMATS
-from overnight.hbn.channels import CH_NAMES, MONTAGE_NAME
+from overnight.hbn.channels import CH_NAMES, MONTAGE_NAME, REFERENCE_CHANNEL
 
 TASK = "contrastChangeDetection"
 # Every CCD recording below a subject's folder, and below a BIDS root (any suffix: callers
@@ -77,7 +77,7 @@ def write_sidecars(eeg_file: Path, sfreq_hz: float, duration_s: float) -> None:
     """The ``_eeg.json`` and ``_channels.tsv`` beside a recording, with the real fields."""
     stem = eeg_file.name[: eeg_file.name.rindex("_eeg.")]
     eeg_json = {"TaskName": TASK, "SamplingFrequency": sfreq_hz,
-                "EEGChannelCount": len(CH_NAMES), "EEGReference": "Cz",
+                "EEGChannelCount": len(CH_NAMES), "EEGReference": REFERENCE_CHANNEL,
                 "PowerLineFrequency": 60, "RecordingDuration": duration_s,
                 "RecordingType": "continuous", "SoftwareFilters": "n/a"}
     eeg_file.with_name(f"{stem}_eeg.json").write_text(json.dumps(eeg_json, indent=2) + "\n",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the host side (the night driver) imports this module withou
 
 N_CHANS = 129
 CH_NAMES: tuple[str, ...] = (*(f"E{i}" for i in range(1, 129)), "Cz")
+REFERENCE_CHANNEL = "Cz"  # the recording reference (EEGReference), often flat
 MONTAGE_NAME = "GSN-HydroCel-129"
 
 TEN_TWENTY: dict[str, str] = {

@@ -51,7 +51,13 @@ from overnight.hbn.bids import (
     write_recording,
     write_sidecars,
 )
-from overnight.hbn.channels import FRONTAL_POLE, N_CHANS, index_of, positions_m
+from overnight.hbn.channels import (
+    FRONTAL_POLE,
+    N_CHANS,
+    REFERENCE_CHANNEL,
+    index_of,
+    positions_m,
+)
 from overnight.hbn.events import (
     BREAK,
     CORRECT_FEEDBACK,
@@ -642,7 +648,7 @@ def _simulate_eeg(rng: np.random.Generator, subject: _Subject, times_s: np.ndarr
     eeg = _shaped_noise(rng, (n_segments, N_CHANS, n_times), sfreq_hz, _pink_psd,
                         scale=SENSOR_NOISE_V * subject.noise_scale)
     eeg += subject.mixing_v.T @ signals  # (segments, N_CHANS, times)
-    eeg[:, index_of("Cz")] = 0.0  # the recording reference is flat
+    eeg[:, index_of(REFERENCE_CHANNEL)] = 0.0  # the recording reference is flat
     return eeg
 
 

@@ -14,6 +14,8 @@ scorer's version).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -70,6 +72,10 @@ class RTModel(nn.Module):
         self.normalization = normalization
         self.register_buffer("input_mean", torch.zeros(n_chans, 1))
         self.register_buffer("input_std", torch.ones(n_chans, 1))
+        # 1 for a channel the network reads, 0 for one it must not (the recording reference
+        # with ``train.drop_reference``): a zero input is what dropping it means to a
+        # first layer that mixes channels linearly.
+        self.register_buffer("input_mask", torch.ones(n_chans, 1))
         self.register_buffer("target_mean", torch.zeros(()))
         self.register_buffer("target_std", torch.ones(()))
         self.register_buffer("rt_min", torch.zeros(()))
@@ -96,6 +102,14 @@ class RTModel(nn.Module):
         """The prediction in target-standardised units (what the loss sees), (B, 1)."""
         raise NotImplementedError
 
+    def standardized_response(self, x: torch.Tensor
+                              ) -> Callable[[torch.Tensor | None], torch.Tensor]:
+        """``standardized_output`` for the windows ``x`` as a function of their features
+        alone. A model that reads features overrides it to compute what comes from the raw
+        window once: a permutation importance then feeds the same windows many shuffles of
+        the features."""
+        return functools.partial(self.standardized_output, x)
+
     def loss(self, batch: Batch) -> torch.Tensor:
         """The training loss of one batch, a scalar: the squared error of the standardised
         prediction. A model that learns from another target overrides this."""
@@ -104,8 +118,18 @@ class RTModel(nn.Module):
 
     def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Response time in seconds, (B, 1), from windows (B, C, T) in volts."""
-        x = self.neutralize(x)
-        rt = self.standardized_output(x, features) * self.target_std + self.target_mean
+        return self.to_seconds(self.standardized_output(self.neutralize(x), features))
+
+    def feature_response(self, x: torch.Tensor
+                         ) -> Callable[[torch.Tensor | None], torch.Tensor]:
+        """``forward`` for the windows ``x`` as a function of their features alone
+        (``standardized_response``)."""
+        respond = self.standardized_response(self.neutralize(x))
+        return lambda features: self.to_seconds(respond(features))
+
+    def to_seconds(self, standardized: torch.Tensor) -> torch.Tensor:
+        """A standardised prediction in seconds, finite and clamped to the training RTs."""
+        rt = standardized * self.target_std + self.target_mean
         rt = torch.where(torch.isfinite(rt), rt, self.target_mean)
         return torch.minimum(torch.maximum(rt, self.rt_min), self.rt_max)
 
@@ -115,18 +139,18 @@ class RTModel(nn.Module):
 
     def scale_input(self, x: torch.Tensor) -> torch.Tensor:
         """The window as the network should read it: scaled by ``normalization``, clipped
-        at ``INPUT_CLIP`` standard deviations, (B, C, T)."""
+        at ``INPUT_CLIP`` standard deviations, the masked channels zero, (B, C, T)."""
         if self.normalization == "window":
             centred = x - x.mean(dim=-1, keepdim=True)
             # A flat channel is all zeros once centred, and stays zero.
             scaled = centred / centred.std(dim=-1, keepdim=True).clamp_min(1e-12)
         elif self.normalization == "gain":
-            centred = (x - x.mean(dim=-1, keepdim=True)) / self.input_std
+            centred = (x - x.mean(dim=-1, keepdim=True)) / self.input_std * self.input_mask
             rms = centred.square().mean(dim=(-2, -1), keepdim=True).sqrt()
             scaled = centred / rms.clamp_min(1e-12)  # (B, C, T) / (B, 1, 1)
         else:
             scaled = (x - self.input_mean) / self.input_std
-        return scaled.clamp(-INPUT_CLIP, INPUT_CLIP)
+        return scaled.clamp(-INPUT_CLIP, INPUT_CLIP) * self.input_mask.to(scaled.dtype)
 
 
 class ConstantPredictor(nn.Module):

@@ -24,8 +24,11 @@ INPUTS = ("eeg", "features")
 FITS = ("gradients", "trees")
 # A name is a make target (train-<name>) and a folder (models/<name>).
 NAME_RULE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+# The folder (models/blend) and row of the weighted blend of the night's models that
+# compare fits (overnight.champion.blend).
+BLEND_NAME = "blend"
 # Names the comparison already gives other rows, and the search's best trial's folder.
-RESERVED_NAMES = ("search", "champion", "floor", "mean-predictor")
+RESERVED_NAMES = ("search", "champion", "floor", "mean-predictor", BLEND_NAME)
 
 ModelClass = TypeVar("ModelClass")
 

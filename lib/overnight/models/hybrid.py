@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -26,6 +28,10 @@ class HybridCNN(WithFeatures):
 
     def standardized_output(self, x: torch.Tensor,
                             features: torch.Tensor | None = None) -> torch.Tensor:
-        fused = torch.cat([self.backbone(self.scale_input(x)), self.branch(x, features)],
-                          dim=1)
-        return self.head(fused)
+        return self.standardized_response(x)(features)
+
+    def standardized_response(self, x: torch.Tensor
+                              ) -> Callable[[torch.Tensor | None], torch.Tensor]:
+        embedding = self.backbone(self.scale_input(x))  # the raw window's part, once
+        return lambda features: self.head(torch.cat([embedding, self.branch(x, features)],
+                                                    dim=1))

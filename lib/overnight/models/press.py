@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from overnight.models.backbones import dilated_temporal, window_step_times
+from overnight.models.backbones import (
+    dense_cross_entropy,
+    dilated_temporal,
+    press_label,
+    window_step_times,
+)
 from overnight.models.base import Batch, RTModel, register
 
 
@@ -54,6 +62,10 @@ class PressLocator(RTModel):
                             features: torch.Tensor | None = None) -> torch.Tensor:
         return self._output_from_scores(self.press_scores(x), x, features)
 
+    def standardized_response(self, x: torch.Tensor
+                              ) -> Callable[[torch.Tensor | None], torch.Tensor]:
+        return functools.partial(self._output_from_scores, self.press_scores(x), x)
+
     def _output_from_scores(self, scores: torch.Tensor, x: torch.Tensor,
                             features: torch.Tensor | None) -> torch.Tensor:
         located = (self._expected_time_s(scores) - self.target_mean) / self.target_std
@@ -66,15 +78,7 @@ class PressLocator(RTModel):
         out = self._output_from_scores(scores, batch.eeg, batch.features).squeeze(1)
         loss = nn.functional.mse_loss(out.float(), batch.target)
         if self.dense_weight > 0:
-            label = self.press_label(batch.target * self.target_std + self.target_mean)
-            cross_entropy = -(label * torch.log_softmax(scores, dim=-1)).sum(dim=-1).mean()
-            loss = loss + self.dense_weight * cross_entropy
+            rt_s = batch.target * self.target_std + self.target_mean
+            label = press_label(self.step_times_s, rt_s, self.press_label_sd_s)
+            loss = loss + self.dense_weight * dense_cross_entropy(scores, label)
         return loss
-
-    def press_label(self, rt_s: torch.Tensor) -> torch.Tensor:
-        """A Gaussian over the window's steps (B, T), summing to 1, centred on each RT: a
-        press before or after the window at the window's nearest step."""
-        first, last = self.step_times_s[0], self.step_times_s[-1]
-        centre = torch.minimum(torch.maximum(rt_s.float(), first), last).unsqueeze(1)
-        log_density = -0.5 * ((self.step_times_s - centre) / self.press_label_sd_s) ** 2
-        return torch.softmax(log_density, dim=-1)

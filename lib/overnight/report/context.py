@@ -319,6 +319,10 @@ def _model_row(raw: dict[str, Any]) -> dict[str, Any]:
                 "n_params", "train_seconds", "paired_wins"):
         row[key] = _number(raw.get(key))
     row["interval"] = _interval(raw.get("nrmse_interval"))
+    weights = raw.get("blend_weights")
+    row["blend_weights"] = (", ".join(f"{name} {_number(w) or 0.0:.2f}"
+                                      for name, w in weights.items())
+                            if isinstance(weights, dict) else None)
     return row
 
 
@@ -334,7 +338,22 @@ def _table_section(comparison: dict | None, comparison_note: str | None,
             "margin": _number(comparison.get("margin")) if comparison else None,
             "bootstrap": bootstrap,
             "created": comparison.get("created") if comparison else None,
-            "code_version": comparison.get("code_version") if comparison else None}
+            "code_version": comparison.get("code_version") if comparison else None,
+            "blend": _blend_note(comparison.get("blend") if comparison else None)}
+
+
+def _blend_note(blend: Any) -> str | None:
+    """What the comparison says of the blend: fitted (and which models it left out), or
+    why there is none; None for a comparison from before the blend."""
+    if not isinstance(blend, dict):
+        return None
+    left_out = blend.get("left_out") or {}
+    listing = "; ".join(f"{name}: {why}" for name, why in left_out.items())
+    if blend.get("written"):
+        return ("The blend: weights (non-negative, summing to one) fitted on the predictions "
+                "of each model for the tune subjects, never on the validation subjects"
+                + (f"; left out: {listing}" if listing else "") + ".")
+    return f"No blend tonight: {blend.get('why')}" + (f" ({listing})" if listing else "") + "."
 
 
 # The smallest rise of NRMSE that the page shows as above zero (+0.001 at its three

@@ -27,6 +27,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 WEIGHTS_FILE = "model.pt"
 HISTORY_FILE = "history.jsonl"
 SOURCE_FILE = "model_source.py"  # a user's model file, as it trained
+# The finished model's predictions on the tune subjects (with their cache rows): what
+# compare fits the blend of the night's models on.
+TUNE_PREDICTIONS_FILE = "tune_predictions.npz"
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch
 from overnight import distributed
 from overnight.config import TrainConfig
 from overnight.features.cache import open_features
+from overnight.hbn.channels import REFERENCE_CHANNEL
 from overnight.hbn.events import PLAUSIBLE_RT_S
 from overnight.training.device import memory_budget
 from overnight.units import to_samples
@@ -153,6 +154,7 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
     split = read_split(split_path)
     with open_cache(windows_path) as cache:
         subjects, rt, window_bytes = cache.subjects(), cache.rt(), cache.window_bytes
+        channels = cache.ch_names
         margin = crop_margin(cfg, cache)
         context_bytes = window_bytes * (cache.n_times + 2 * margin) // cache.n_times
     fit_subjects = [s for side in fit_sides for s in split[side]]
@@ -175,7 +177,8 @@ def load_split_sides(windows_path: Path, split_path: Path, features_path: Path |
     tune = (SplitSide(windows_path, features_path, tune_rows, rt[tune_rows], device,
                       tune_resident, cfg.slab_windows) if here.is_main and tune_side else None)
     stats = {"target_mean": torch.tensor(target_mean), "target_std": torch.tensor(target_std),
-             **rt_range(rt[train_rows]), **_input_stats(train, here)}
+             **rt_range(rt[train_rows]), **_input_stats(train, here),
+             "input_mask": input_mask(channels, cfg.drop_reference)}
     log.info("data: %d training windows (%d subjects of %s, %s%s), %d tune windows "
              "(%d subjects%s)", len(share), len(fit_subjects), " and ".join(fit_sides),
              "on the device" if train_resident else "streamed",
@@ -203,6 +206,15 @@ def crop_margin(cfg: TrainConfig, cache: WindowCache) -> int:
                          f"{cache.margin_samples} (windows.margin_s); make the window cache "
                          "with a margin at least as wide, or lower the shift")
     return cache.margin_samples
+
+
+def input_mask(channels: Sequence[str], drop_reference: bool) -> torch.Tensor:
+    """(C, 1): 0 for the recording reference (``REFERENCE_CHANNEL``) when it is dropped,
+    else 1."""
+    mask = torch.ones(len(channels), 1)
+    if drop_reference and REFERENCE_CHANNEL in channels:
+        mask[list(channels).index(REFERENCE_CHANNEL)] = 0.0
+    return mask
 
 
 def _subject_weights(subjects: np.ndarray) -> np.ndarray:

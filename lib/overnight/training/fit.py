@@ -14,14 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from overnight import atomic, distributed
 from overnight.config import GBMConfig, TrainConfig
+from overnight.evaluation import load_trained_model, predict
 from overnight.models.registry import RegisteredModel, find_model
 from overnight.provenance import code_version
+from overnight.training import checkpoint
 from overnight.training.device import resolve_device
 from overnight.training.ensemble import train_ensemble
 from overnight.training.loop import EpochHook, train_network
 from overnight.training.trees import fit_trees
+from overnight.windows.cache import load_windows
+from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +74,35 @@ def train_model(model_name: str, windows_path: Path, split_path: Path, out_dir: 
     if reason is not None:
         return _record_not_run(model, out_dir, reason)
     if model.declaration.fit == "trees":
-        return fit_trees(model, windows_path, split_path, features_path, out_dir,
+        meta = fit_trees(model, windows_path, split_path, features_path, out_dir,
                          gbm or GBMConfig())
+        record_tune_predictions(out_dir, windows_path, split_path, cfg.eval_batch_size)
+        return meta
     here = distributed.world()
     device = distributed.device_for(resolve_device(cfg.device), here)
     with distributed.process_group(here, device):
         if cfg.ensemble > 1:
-            return train_ensemble(model, windows_path, split_path, out_dir, cfg,
+            meta = train_ensemble(model, windows_path, split_path, out_dir, cfg,
                                   features_path, here, device, on_epoch)
-        return train_network(model, windows_path, split_path, out_dir, cfg, features_path,
-                             here, device, on_epoch)
+        else:
+            meta = train_network(model, windows_path, split_path, out_dir, cfg,
+                                 features_path, here, device, on_epoch)
+    if here.is_main:
+        record_tune_predictions(out_dir, windows_path, split_path, cfg.eval_batch_size)
+    return meta
+
+
+def record_tune_predictions(model_dir: Path, windows_path: Path, split_path: Path,
+                            batch_size: int) -> None:
+    """Write the finished model's predictions (seconds) on the tune subjects, with their
+    cache rows, as the submission makes them (the model computes its own features), into
+    ``model_dir``: compare fits the blend of the night's models on them."""
+    tune = load_windows(windows_path, read_split(split_path)["tune"])
+    model, _ = load_trained_model(model_dir)
+    rt_s = predict(model, tune.eeg, batch_size)
+    with atomic.atomic_path(model_dir / checkpoint.TUNE_PREDICTIONS_FILE) as tmp, \
+            tmp.open("wb") as fh:
+        np.savez(fh, index=tune.index, rt_s=rt_s)
 
 
 def _record_not_run(model: RegisteredModel, out_dir: Path, reason: str) -> dict[str, Any]:

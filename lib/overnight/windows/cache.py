@@ -238,6 +238,11 @@ class WindowCache:
         return int(self._h5[EEG].shape[1])
 
     @property
+    def ch_names(self) -> tuple[str, ...]:
+        """The channels' names, in the windows' channel order."""
+        return tuple(str(name) for name in self._h5.attrs["ch_names"])
+
+    @property
     def n_times(self) -> int:
         return int(self._h5[EEG].shape[2])
 
