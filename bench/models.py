@@ -1,20 +1,24 @@
 """Which models and training settings hold up on subjects they never saw; writes the
 "Models" section of docs/BENCHMARKS.md.
 
-On four synthetic datasets (the demo's; the hard setting, configs/synth-hard.toml: few
+On synthetic datasets (the demo's; the hard setting, configs/synth-hard.toml: few
 subjects, weak task signals, subjects that differ a lot; the many-subject setting,
 configs/synth-many.toml: 150 subjects with the hard setting's differences and response
-times shaped like the real releases'; and "other", 150 subjects of bench/othergen.py, a
-generator with another physiology, a check on methods tuned to ours), every variant (a
+times shaped like the real releases'; "other", 150 subjects of bench/othergen.py, a
+generator with another physiology, a check on methods tuned to ours; and family-0..3,
+bench/family.py's draws of physiology from wide ranges, 60 subjects each, the draws being
+the repeats across physiologies), every variant (a
 model and its settings) is trained with several seeds on the same subject-disjoint split,
 selecting its epoch on the tune subjects, then scored once on the validation subjects with
 the 90 % interval of the subject bootstrap that compare uses. The seed spread and the
 interval are the noise any difference is read against. Beside them: the mean predictor, a
 ridge regression on the window features (fitted on the training subjects, its penalty
 chosen on the tune subjects) and, where the generator knows it, the floor (the EEG-encoded
-RT).
+RT). With several variants, the blend compare would fit of each seed's variants (weights on
+their tune predictions) is one more row, and a last table gives each variant's mean over
+the datasets: defaults are chosen on it, never on one dataset.
 
-Usage: python bench/models.py --work DIR [--seeds 3] [--datasets demo,hard,many,other]
+Usage: python bench/models.py --work DIR [--seeds 3] [--datasets demo,hard,many,other,...]
            [--variant LABEL=MODEL[:SECTION.KEY=VALUE;...]]... [--jobs 2]
            [--out docs/BENCHMARKS.md] [--section models]
 
@@ -38,6 +42,7 @@ from typing import Any
 import numpy as np
 from run import REPO, machine, replace_section, run_job
 
+from overnight.champion.blend import blend_weights
 from overnight.config import CompareConfig, load_config
 from overnight.evaluation import (
     floor_predictions,
@@ -50,15 +55,22 @@ from overnight.evaluation import (
 from overnight.features.cache import read_features
 from overnight.layout import NightFolder
 from overnight.models.catalog import load_catalog
+from overnight.training.checkpoint import TUNE_PREDICTIONS_FILE
 from overnight.windows.cache import load_windows, open_cache
 from overnight.windows.split import read_split
 
 log = logging.getLogger("bench.models")
+FAMILY_DRAWS = 4  # bench/family.py's draws: the repeats across physiologies
 DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "synth-hard.toml",
             "many": REPO / "configs" / "synth-many.toml",
             # bench/othergen.py's physiology, trained with the many-subject settings
-            "other": REPO / "configs" / "synth-many.toml"}
-MADE_ELSEWHERE = {"other": REPO / "bench" / "othergen.py"}
+            "other": REPO / "configs" / "synth-many.toml",
+            # bench/family.py's draws (60 subjects each), trained as the demo is
+            **{f"family-{k}": REPO / "configs" / "demo.toml" for k in range(FAMILY_DRAWS)}}
+# The datasets another generator writes as a night folder: its command line.
+MADE_ELSEWHERE = {"other": ["bench/othergen.py"],
+                  **{f"family-{k}": ["bench/family.py", "--draw", str(k)]
+                     for k in range(FAMILY_DRAWS)}}
 # The night's training without what its defaults add to the loop (shifted crops, gains,
 # weight averaging, sensor rotations, 3-seed ensembles; the tune set stays): the reference
 # the defaults must beat, as the "-before" rows.
@@ -133,7 +145,7 @@ def prepare(work: Path, config: Path) -> NightFolder:
     maker = MADE_ELSEWHERE.get(work.name)
     if maker is not None:
         if not folder.features.exists():
-            run_job(f"{work.name}: {maker.name}", [str(maker), "--out", str(work)])
+            run_job(f"{work.name}: {Path(maker[0]).name}", [*maker, "--out", str(work)])
         return folder
     if not (bids / "dataset_description.json").exists():
         run_job(f"{work.name}: synth", ["jobs/synth.py", *common, "--out", str(bids)])
@@ -160,8 +172,11 @@ def dataset_results(work: Path, config: Path, seeds: int,
     split = read_split(folder.split)
     val = load_windows(folder.windows, split["val"])
     y_true = val.rt.astype(np.float64)
+    with open_cache(folder.windows) as cache:
+        y_tune = cache.rt()[np.isin(cache.subjects(), split["tune"])]
     cfg = CompareConfig()
     rows: dict[str, dict[str, Any]] = {}
+    blendable: dict[int, dict[str, tuple[Path, np.ndarray]]] = {}  # seed -> label -> run
     for (label, model, settings, seed), out in zip(runs, outs, strict=True):
         row = rows.setdefault(label, {"label": label, "model": model,
                                       "settings": list(settings), "runs": []})
@@ -171,12 +186,15 @@ def dataset_results(work: Path, config: Path, seeds: int,
             continue
         trained, _ = load_trained_model(out)
         pred = predict(trained, val.eeg)
-        boot = subject_bootstrap(y_true, {"m": pred}, val.subject, cfg.bootstrap_resamples,
-                                 cfg.bootstrap_seed)["m"]
-        row["runs"].append({"seed": seed, "nrmse": nrmse(y_true, pred),
-                            "tune_nrmse": meta["best_tune_nrmse"],
-                            "interval": interval(boot, cfg.interval_level),
+        blendable.setdefault(seed, {})[label] = (out, pred)
+        row["runs"].append({"seed": seed, "tune_nrmse": meta["best_tune_nrmse"],
+                            **_scored(y_true, pred, val.subject, cfg),
                             "epochs": meta["epochs_run"], "seconds": meta["train_seconds"]})
+    if len(variants) > 1:
+        rows["blend"] = {"label": "blend", "model": "blend",
+                         "settings": ["weights on the tune subjects"],
+                         "runs": [_blend_run(seed, members, y_tune, y_true, val.subject, cfg)
+                                  for seed, members in sorted(blendable.items())]}
     truth = (floor_predictions(work / "bids" / TRUTH, val.subject, val.run, val.trial)
              if (work / "bids" / TRUTH).exists() else None)
     return {"n_train_subjects": len(split["train"]), "n_tune_subjects": len(split["tune"]),
@@ -185,6 +203,27 @@ def dataset_results(work: Path, config: Path, seeds: int,
             "mean_predictor": nrmse(y_true, np.full_like(y_true, _train_rt(folder).mean())),
             "ridge": ridge_on_features(folder, split, y_true),
             "floor": nrmse(y_true, truth) if truth is not None else None}
+
+
+def _scored(y_true: np.ndarray, pred: np.ndarray, subjects: np.ndarray,
+            cfg: CompareConfig) -> dict[str, Any]:
+    boot = subject_bootstrap(y_true, {"m": pred}, subjects, cfg.bootstrap_resamples,
+                             cfg.bootstrap_seed)["m"]
+    return {"nrmse": nrmse(y_true, pred), "interval": interval(boot, cfg.interval_level)}
+
+
+def _blend_run(seed: int, members: dict[str, tuple[Path, np.ndarray]], y_tune: np.ndarray,
+               y_true: np.ndarray, subjects: np.ndarray, cfg: CompareConfig) -> dict[str, Any]:
+    """The blend compare would fit of one seed's variants (on their tune predictions),
+    scored on the validation subjects."""
+    tune = np.stack([np.load(out / TUNE_PREDICTIONS_FILE)["rt_s"]
+                     for out, _ in members.values()], axis=1)
+    weights = blend_weights(tune, y_tune)
+    pred = np.stack([val for _, val in members.values()], axis=1) @ weights
+    return {"seed": seed, "tune_nrmse": nrmse(y_tune, tune @ weights),
+            **_scored(y_true, pred, subjects, cfg), "epochs": "-", "seconds": 0.0,
+            "weights": {label: float(w) for label, w in zip(members, weights, strict=True)
+                        if w > 0}}
 
 
 def _train(folder: NightFolder, config: Path, label: str, model: str,
@@ -253,7 +292,8 @@ def render(results: dict[str, Any], seeds: int, command: str, section: str) -> s
         "",
     ]
     for name, r in results.items():
-        made_by = MADE_ELSEWHERE.get(name, DATASETS[name]).relative_to(REPO)
+        made_by = (" ".join(MADE_ELSEWHERE[name]) if name in MADE_ELSEWHERE
+                   else DATASETS[name].relative_to(REPO))
         lines += [f"**{name}** ({made_by}): {r['n_train_subjects']} "
                   f"training, {r['n_tune_subjects']} tune and {r['n_val_subjects']} validation "
                   f"subjects, {r['n_val_windows']} validation windows. References: mean "
@@ -264,6 +304,9 @@ def render(results: dict[str, Any], seeds: int, command: str, section: str) -> s
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in r["rows"]:
             settings = "; ".join(row["settings"]) or "defaults"
+            if "weights" in row["runs"][0]:
+                settings = "weights, seed 0: " + ", ".join(
+                    f"{label} {w:.2f}" for label, w in row["runs"][0]["weights"].items())
             if any("not_run" in run for run in row["runs"]):
                 lines.append(f"| {row['label']} | {settings} | not run: "
                              f"{row['runs'][0]['not_run']} | | | | | |")
@@ -279,7 +322,33 @@ def render(results: dict[str, Any], seeds: int, command: str, section: str) -> s
                 + ", ".join(str(run["epochs"]) for run in row["runs"]) + " | "
                 + f"{np.mean([run['seconds'] for run in row['runs']]):.0f} s |")
         lines.append("")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *_summary(results)]) + "\n"
+
+
+def _summary(results: dict[str, Any]) -> list[str]:
+    """Each variant's mean NRMSE on every dataset and over them: what defaults are chosen
+    on, never one dataset."""
+    if len(results) < 2:
+        return []
+    labels = list(dict.fromkeys(row["label"] for r in results.values() for row in r["rows"]))
+    lines = ["**Over the datasets** (validation NRMSE, mean over seeds; the ridge on the "
+             "features for reference):", "",
+             "| variant | " + " | ".join(results) + " | mean |",
+             "| --- |" + " --- |" * (len(results) + 1)]
+    for label in [*labels, "ridge"]:
+        scores = [_mean_score(r, label) for r in results.values()]
+        known = [v for v in scores if v is not None]
+        mean = _fixed(float(np.mean(known))) if len(known) == len(scores) else "n/a"
+        lines.append(f"| {label} | " + " | ".join(_fixed(v) for v in scores) + f" | {mean} |")
+    return [*lines, ""]
+
+
+def _mean_score(result: dict[str, Any], label: str) -> float | None:
+    if label == "ridge":
+        return result["ridge"]
+    row = next((row for row in result["rows"] if row["label"] == label), None)
+    scores = [run["nrmse"] for run in (row or {}).get("runs", []) if "nrmse" in run]
+    return float(np.mean(scores)) if scores else None
 
 
 def _fixed(value: float | None) -> str:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from overnight.models.backbones import press_label
 from overnight.models.base import Batch
 from overnight.models.registry import find_model
 
@@ -22,8 +23,8 @@ def test_the_press_locator_answers_the_expected_press_time_after_the_stimulus():
 
 
 def test_the_press_label_sums_to_one_and_peaks_at_the_press_or_the_nearest_step():
-    model = find_model("press").build(n_filters=8, press_label_sd_s=0.05)
-    label = model.press_label(torch.tensor([1.0, 0.2, 9.0]))
+    model = find_model("press").build(n_filters=8)
+    label = press_label(model.step_times_s, torch.tensor([1.0, 0.2, 9.0]), 0.05)
     torch.testing.assert_close(label.sum(dim=-1), torch.ones(3))
     assert model.step_times_s[label.argmax(dim=-1)].tolist() == pytest.approx([1.0, 0.5, 2.49])
 
@@ -38,21 +39,25 @@ def _press_windows(n: int, generator: torch.Generator) -> tuple[torch.Tensor, to
     return x, rt
 
 
-def _held_out_error(targets_match: bool, dense_weight: float = 1.0, steps: int = 40) -> float:
-    """The squared RT error (in target stds) on new windows after ``steps`` of training:
-    about 1 for a model that predicts the mean."""
+def _held_out_error(targets_match: bool, dense_weight: float = 1.0, steps: int = 40,
+                    name: str = "press", losses: list | None = None) -> float:
+    """The squared RT error (in target stds) on new windows after ``steps`` of training
+    (``losses`` gets each step's training loss): about 1 for a model that predicts the
+    mean."""
     generator = torch.Generator().manual_seed(0)
     x, rt = _press_windows(96, generator)
     x_new, rt_new = _press_windows(64, generator)
     if not targets_match:  # the windows say nothing about the targets
         rt = rt[torch.randperm(len(rt), generator=generator)]
     torch.manual_seed(0)
-    model = find_model("press").build(n_filters=8, dropout=0.0, dense_weight=dense_weight)
+    model = find_model(name).build(n_filters=8, dropout=0.0, dense_weight=dense_weight)
     model.set_standardization({"target_mean": rt.mean(), "target_std": rt.std(),
                                "input_std": torch.full((129, 1), 1e-5)})
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(steps):
         loss = model.loss(Batch(x, None, (rt - rt.mean()) / rt.std()))
+        if losses is not None:
+            losses.append(loss.item())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -62,7 +67,9 @@ def _held_out_error(targets_match: bool, dense_weight: float = 1.0, steps: int =
 
 
 def test_a_locator_with_dense_targets_learns_where_the_press_is():
-    found = _held_out_error(targets_match=True)
+    losses: list[float] = []
+    found = _held_out_error(targets_match=True, losses=losses)
+    assert losses[-1] < 0.6 * losses[0]  # its training loss falls: it learns
     assert found < 0.3  # it found the press
     assert found < 0.5 * _held_out_error(targets_match=True, dense_weight=0.0)  # sooner
     assert _held_out_error(targets_match=False) > 0.8  # nothing to find: no better than the mean

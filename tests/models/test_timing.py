@@ -19,3 +19,12 @@ def test_the_timing_network_starts_as_its_first_traces_time():
         first_s = (weights * model.step_times_s).sum(dim=-1)  # (B, 1)
         expected = (first_s - model.target_mean) / model.target_std
         torch.testing.assert_close(model.standardized_output(x), expected)
+
+
+def test_the_timing_net_with_dense_targets_learns_where_the_press_is():
+    from tests.models.test_press import _held_out_error
+
+    losses: list[float] = []
+    found = _held_out_error(targets_match=True, name="timing", losses=losses)
+    assert losses[-1] < 0.6 * losses[0]
+    assert found < 0.5 * _held_out_error(targets_match=True, dense_weight=0.0, name="timing")

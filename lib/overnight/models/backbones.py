@@ -104,3 +104,17 @@ def dilated_temporal(n_chans: int, n_filters: int, dropout: float) -> nn.Sequent
 def window_step_times(n_times: int, sfreq_hz: float, window_start_s: float) -> torch.Tensor:
     """The time after the stimulus of each step of a window, (T,) seconds."""
     return window_start_s + torch.arange(n_times, dtype=torch.float32) / sfreq_hz
+
+
+def press_label(step_times_s: torch.Tensor, rt_s: torch.Tensor, sd_s: float) -> torch.Tensor:
+    """A Gaussian of ``sd_s`` over the window's steps (B, T), summing to 1, centred on each
+    RT (B,): a press before or after the window at the window's nearest step."""
+    first, last = step_times_s[0], step_times_s[-1]
+    centre = torch.minimum(torch.maximum(rt_s.float(), first), last).unsqueeze(1)
+    return torch.softmax(-0.5 * ((step_times_s - centre) / sd_s) ** 2, dim=-1)
+
+
+def dense_cross_entropy(scores: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy of step scores (B, T logits) against a label over the steps:
+    every step is told whether the press is there."""
+    return -(label * torch.log_softmax(scores, dim=-1)).sum(dim=-1).mean()
