@@ -221,14 +221,14 @@ class TrainConfig(_Section):
     # the recording kept it as recorded, and noise once re-referenced; three of the
     # challenge's top four entries dropped it.
     drop_reference: bool = setting(False)
-    # Dense time targets for the models that locate the press (press, press-hybrid, timing): beside
-    # the squared RT error, dense_weight x the cross-entropy between the softmax over the
+    # Dense time targets for the models that locate the press (press, press-hybrid, timing):
+    # beside the squared RT error, dense_weight x the cross-entropy between the softmax over the
     # window's steps and a Gaussian label of press_label_sd_s at the press, so every step
     # learns whether the press is there (the squared error of the expected time alone
     # sends a weak, flat gradient while the scores are flat, where training starts). A
     # press outside the window is labelled at its nearest step. 0: off, as measured on our
     # data (one seed, tune NRMSE: demo 0.831 -> 0.877, other 0.764 -> 0.798 with weight 1;
-    # docs/BENCHMARKS.md, "Dense time targets").
+    # level or worse on the family draws too: docs/BENCHMARKS.md, "Dense time targets").
     dense_weight: float = setting(0.0, at_least=0.0)
     press_label_sd_s: float = setting(0.05, above=0.0)
     # Augmentation, on training batches only (the tune side and every prediction see the

@@ -85,8 +85,8 @@ def interval(resampled: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def permutation_importance(model: RTModel | Ensemble | Blend, eeg: np.ndarray, features: np.ndarray,
-                           y_true: np.ndarray, subjects: Sequence[str],
+def permutation_importance(model: RTModel | Ensemble | Blend, eeg: np.ndarray,
+                           features: np.ndarray, y_true: np.ndarray, subjects: Sequence[str],
                            families: Mapping[str, Sequence[int]], n_resamples: int,
                            level: float, repeats: int = 3, seed: int = 0
                            ) -> dict[str, dict[str, Any]]:
@@ -95,17 +95,25 @@ def permutation_importance(model: RTModel | Ensemble | Blend, eeg: np.ndarray, f
 
     ``features`` (N, F) are the windows' precomputed features, passed to the model in place
     of the ones it would compute from the window; a family's columns are permuted together
-    (one permutation of the windows per repeat), ``repeats`` times; what the model computes
-    from the raw window is computed once for all of them (``predict_feature_variants``).
-    The interval comes from the subject bootstrap: on every resample, the rise averaged
-    over the repeats.
+    (one permutation of the windows per repeat), ``repeats`` times (``feature_shuffles``);
+    what the model computes from the raw window is computed once for all of them
+    (``predict_feature_variants``). The interval comes from the subject bootstrap: on every
+    resample, the rise averaged over the repeats (``importance_of``).
 
     Returns
     -------
     dict
         Family -> ``{"delta_nrmse": float, "interval": [low, high]}``.
     """
-    y = np.asarray(y_true, dtype=np.float64)
+    variants = feature_shuffles(features, families, repeats, seed)
+    return importance_of(predict_feature_variants(model, eeg, variants), y_true, subjects,
+                         families, n_resamples, level, repeats, seed)
+
+
+def feature_shuffles(features: np.ndarray, families: Mapping[str, Sequence[int]],
+                     repeats: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The features as they are (``"intact"``) and, per family and repeat
+    (``"<family>/<repeat>"``), with that family's columns permuted across windows."""
     rng = np.random.default_rng(seed)
     variants = {"intact": features}
     for family, columns in families.items():
@@ -113,7 +121,16 @@ def permutation_importance(model: RTModel | Ensemble | Blend, eeg: np.ndarray, f
             shuffled = features.copy()
             shuffled[:, columns] = features[rng.permutation(len(features))][:, columns]
             variants[f"{family}/{repeat}"] = shuffled
-    predictions = predict_feature_variants(model, eeg, variants)
+    return variants
+
+
+def importance_of(predictions: Mapping[str, np.ndarray], y_true: np.ndarray,
+                  subjects: Sequence[str], families: Mapping[str, Sequence[int]],
+                  n_resamples: int, level: float, repeats: int = 3, seed: int = 0
+                  ) -> dict[str, dict[str, Any]]:
+    """Each family's rise of NRMSE from the predictions of ``feature_shuffles``' variants
+    (the same names), with its subject-bootstrap interval."""
+    y = np.asarray(y_true, dtype=np.float64)
     resampled = subject_bootstrap(y, predictions, subjects, n_resamples, seed)
     intact = nrmse(y, predictions["intact"])
     result = {}
@@ -195,11 +212,12 @@ def predict(model: torch.nn.Module, x: torch.Tensor | np.ndarray, batch_size: in
 
 @torch.inference_mode()
 def predict_feature_variants(model: RTModel | Ensemble | Blend, x: torch.Tensor | np.ndarray,
-                             variants: Mapping[str, np.ndarray],
+                             variants: Mapping[str, np.ndarray | None],
                              batch_size: int | None = None) -> dict[str, np.ndarray]:
     """``predict`` of the same windows with several versions of their features (N, F) by
-    name: each batch's raw-window part is computed once (``feature_response``), then read
-    with every version."""
+    name (None: the model computes its own, as the submission does): each batch's
+    raw-window part is computed once (``feature_response``), then read with every
+    version."""
     batch_size = batch_size or TrainConfig().eval_batch_size
     was_training = model.training
     model.eval()
@@ -209,7 +227,8 @@ def predict_feature_variants(model: RTModel | Ensemble | Blend, x: torch.Tensor 
     for start in range(0, len(x), batch_size):
         respond = model.feature_response(x[start:start + batch_size].to(device))
         for name, features in variants.items():
-            batch = torch.from_numpy(features[start:start + batch_size]).to(device)
+            batch = (None if features is None
+                     else torch.from_numpy(features[start:start + batch_size]).to(device))
             out[name].append(respond(batch).float().squeeze(1).cpu())
     model.train(was_training)
     return {name: torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros(0)

@@ -110,6 +110,11 @@ def test_compare_scores_the_blend_as_a_row_with_its_weights(tiny_night, tmp_path
                                  CompareConfig(margin=0.01))
     row = next(r for r in result["rows"] if r["name"] == "blend")
     assert row["nrmse"] is not None and row["blend_weights"] == result["blend"]["weights"]
+    # scored from its members' predictions: what the module itself answers
+    val = load_windows(tiny_night.windows, read_split(tiny_night.split)["val"])
+    blend, _ = load_trained_model(models / "blend")
+    np.testing.assert_allclose(result["validation"]["predictions"]["blend"],
+                               predict(blend, val.eeg), atol=1e-6)
     off = compare_and_promote(models, tiny_night.windows, tiny_night.split,
                               tmp_path / "submission", tmp_path / "c2.json",
                               CompareConfig(margin=0.01, blend=False))

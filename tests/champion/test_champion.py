@@ -18,7 +18,15 @@ from overnight.champion.submission import (
     probe_windows,
 )
 from overnight.config import CompareConfig
-from overnight.evaluation import load_trained_model, nrmse, predict, subject_bootstrap
+from overnight.evaluation import (
+    load_trained_model,
+    nrmse,
+    permutation_importance,
+    predict,
+    subject_bootstrap,
+)
+from overnight.features.cache import read_features
+from overnight.features.spec import FEATURE_FAMILIES
 from overnight.hbn.channels import index_of
 from overnight.windows.cache import load_windows
 from overnight.windows.split import read_split
@@ -242,6 +250,21 @@ def test_compare_asks_whether_the_features_help(tiny_night, tmp_path):
         assert math.isfinite(family["delta_nrmse"]) and low <= high
     saved = json.loads((tmp_path / "c.json").read_text())
     assert saved["features"]["families"]["P3"] == ["p3_amp_v"]
+    # made in the scoring pass, the importance is what a pass of its own gives
+    val = _val(tiny_night)
+    features, names = read_features(tiny_night.features, val.index)
+    columns = {family: [names.index(n) for n in members]
+               for family, members in FEATURE_FAMILIES.items()}
+    cfg = MARGIN
+    direct = permutation_importance(
+        load_trained_model(tiny_night.models / "hybrid")[0], val.eeg, features, val.rt,
+        val.subject, columns, cfg.bootstrap_resamples, cfg.interval_level,
+        cfg.importance_repeats, cfg.bootstrap_seed)
+    for family, value in direct.items():
+        assert importance["hybrid"][family]["delta_nrmse"] == pytest.approx(
+            value["delta_nrmse"], abs=1e-9)
+        assert importance["hybrid"][family]["interval"] == pytest.approx(value["interval"],
+                                                                          abs=1e-9)
 
 
 def test_a_nan_model_is_never_promoted(tiny_night, tmp_path):

@@ -27,12 +27,14 @@ from overnight.champion.record import (
 from overnight.champion.submission import predict_with_submission
 from overnight.config import CompareConfig
 from overnight.evaluation import (
+    feature_shuffles,
     floor_predictions,
+    importance_of,
     interval,
     load_trained_model,
     nrmse,
-    permutation_importance,
     predict,
+    predict_feature_variants,
     rmse,
     subject_bootstrap,
 )
@@ -43,6 +45,7 @@ from overnight.windows.cache import WindowSet, load_windows, open_cache
 from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
+_AS_SHIPPED = "as shipped"  # a feature model's prediction with the features it computes
 
 
 def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
@@ -82,11 +85,16 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
 
     blend = (fit_blend(models_dir, windows_path, split_path) if cfg.blend
              else discard_blend(models_dir))
-    for model_dir in sorted(p.parent for p in models_dir.glob("*/model.json")):
-        row, pred = _score_model(model_dir, val.eeg, y_true)
+    shuffles = _feature_shuffles(features_path, val, cfg)
+    shuffled: dict[str, dict[str, np.ndarray]] = {}  # model -> its predictions per shuffle
+    for model_dir in _model_dirs(models_dir):
+        row, pred, by_shuffle = _score_model(model_dir, val.eeg, y_true, predictions,
+                                             shuffles and shuffles[1])
         rows.append(row)
         if pred is not None:
             predictions[row["name"]] = pred
+        if by_shuffle is not None:
+            shuffled[row["name"]] = by_shuffle
 
     champion = read_champion(submission_dir)
     champion_nrmse, champion_problem = None, None
@@ -148,7 +156,7 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
                      "previous": ({"model": champion["model"], "nrmse": champion_nrmse}
                                   if champion else None)},
         "blend": {k: v for k, v in blend.items() if k != "meta"},
-        "features": _features_section(rows, resampled, models_dir, val, features_path, cfg),
+        "features": _features_section(rows, resampled, val, shuffles, shuffled, cfg),
         "validation": {"subject": [str(s) for s in val.subject], "y_true": y_true.tolist(),
                        "predictions": {k: v.tolist() for k, v in predictions.items()}},
     }
@@ -167,7 +175,7 @@ def rollback(model_dir: Path, windows_path: Path, split_path: Path,
     split = read_split(split_path)
     val = load_windows(windows_path, split["val"])
     y_true = val.rt.astype(np.float64)
-    row, pred = _score_model(model_dir, val.eeg, y_true)
+    row, pred, _ = _score_model(model_dir, val.eeg, y_true)
     if pred is None or row["nrmse"] is None:
         why = row.get("error") or row.get("not_run") or "non-finite NRMSE"
         raise RuntimeError(f"cannot roll back: the model in {model_dir} does not predict "
@@ -188,26 +196,50 @@ def rollback(model_dir: Path, windows_path: Path, split_path: Path,
     return installed
 
 
-def _score_model(model_dir: Path, eeg: np.ndarray,
-                 y_true: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
+def _model_dirs(models_dir: Path) -> list[Path]:
+    """The model folders, the blend last: it is scored from its members' predictions."""
+    return sorted((p.parent for p in models_dir.glob("*/model.json")),
+                  key=lambda d: (d.name == BLEND_NAME, d.name))
+
+
+def _score_model(model_dir: Path, eeg: np.ndarray, y_true: np.ndarray,
+                 scored: dict[str, np.ndarray] | None = None,
+                 shuffles: dict[str, np.ndarray] | None = None
+                 ) -> tuple[dict[str, Any], np.ndarray | None, dict[str, np.ndarray] | None]:
+    """A model's row and predictions; with ``shuffles`` (``feature_shuffles``), a model that
+    reads features also answers every shuffle, from the same pass over the windows."""
     meta = json.loads((model_dir / "model.json").read_text())
     row = {"name": model_dir.name, "kind": "model", "model": meta["model"],
            "inputs": meta.get("inputs"), "delta_vs_champion": None}
     if meta.get("not_run"):
-        return {**row, "not_run": meta["not_run"], "nrmse": None, "rmse_s": None}, None
+        return {**row, "not_run": meta["not_run"], "nrmse": None, "rmse_s": None}, None, None
     row.update(epochs=meta["epochs_run"], best_epoch=meta["best_epoch"],
                n_params=meta["n_params"], train_seconds=meta["train_seconds"],
                tune_nrmse=meta.get("best_tune_nrmse"))
     if meta["model"] == BLEND_NAME:
         row["blend_weights"] = {m["name"]: m["weight"] for m in meta["members"]}
     try:
-        model, _ = load_trained_model(model_dir)
-        pred = predict(model, eeg)
+        pred, by_shuffle = _predictions(model_dir, meta, eeg, scored or {}, shuffles)
     except Exception as exc:  # one broken model must not stop the comparison
         log.exception("%s could not be evaluated", model_dir)
-        return {**row, "nrmse": None, "rmse_s": None, "error": f"{type(exc).__name__}: {exc}"}, \
-            None
-    return {**row, **_scores(y_true, pred)}, pred
+        return ({**row, "nrmse": None, "rmse_s": None, "error": f"{type(exc).__name__}: {exc}"},
+                None, None)
+    return {**row, **_scores(y_true, pred)}, pred, by_shuffle
+
+
+def _predictions(model_dir: Path, meta: dict[str, Any], eeg: np.ndarray,
+                 scored: dict[str, np.ndarray], shuffles: dict[str, np.ndarray] | None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    if meta["model"] == BLEND_NAME and all(m["name"] in scored for m in meta["members"]):
+        # its members' weighted sum, as the module computes it (the fresh-process check of
+        # a promoted blend runs the module itself)
+        return sum(m["weight"] * scored[m["name"]] for m in meta["members"]), None
+    model, _ = load_trained_model(model_dir)
+    if shuffles is None or meta["model"] == BLEND_NAME \
+            or "features" not in (meta.get("inputs") or ()):
+        return predict(model, eeg), None
+    by_variant = predict_feature_variants(model, eeg, {_AS_SHIPPED: None, **shuffles})
+    return by_variant.pop(_AS_SHIPPED), by_variant
 
 
 def _score_champion(submission_dir: Path, champion: dict[str, Any], eeg: np.ndarray,
@@ -256,10 +288,13 @@ def _share_below(values: np.ndarray, other: np.ndarray) -> float:
 
 
 def _features_section(rows: list[dict[str, Any]], resampled: dict[str, np.ndarray],
-                      models_dir: Path, val: WindowSet, features_path: Path | None,
+                      val: WindowSet,
+                      shuffles: tuple[dict[str, list[int]], dict[str, np.ndarray]] | None,
+                      shuffled: dict[str, dict[str, np.ndarray]],
                       cfg: CompareConfig) -> dict[str, Any]:
     """Do the features help: the best feature model against the best raw-window model, and
-    each family's permutation importance (``evaluation.permutation_importance``)."""
+    each family's permutation importance (``evaluation.importance_of`` the predictions of
+    every shuffle, ``shuffled``, made while scoring)."""
     # single models only: the blend mixes models that read features with ones that do not
     scored = [r for r in rows if r["kind"] == "model" and r["nrmse"] is not None
               and r["name"] in resampled and r["model"] != BLEND_NAME]
@@ -275,22 +310,31 @@ def _features_section(rows: list[dict[str, Any]], resampled: dict[str, np.ndarra
                                                 resampled[best_raw["name"]])}
     section: dict[str, Any] = {"question": question, "families": FEATURE_FAMILIES,
                                "repeats": cfg.importance_repeats, "importance": {}}
-    if features_path is None:
+    if shuffles is None:
         section["note"] = "no feature cache given: no permutation importance"
         return section
-    features, names = read_features(features_path, val.index)
-    columns = {family: [names.index(n) for n in members]
-               for family, members in FEATURE_FAMILIES.items()}
-    for row in readers:
-        model, _ = load_trained_model(models_dir / row["name"])
-        section["importance"][row["name"]] = permutation_importance(
-            model, val.eeg, features, val.rt.astype(np.float64), val.subject, columns,
+    for row in (r for r in readers if r["name"] in shuffled):
+        section["importance"][row["name"]] = importance_of(
+            shuffled[row["name"]], val.rt.astype(np.float64), val.subject, shuffles[0],
             cfg.bootstrap_resamples, cfg.interval_level, cfg.importance_repeats,
             cfg.bootstrap_seed)
         log.info("%s: permutation importance %s", row["name"], ", ".join(
             f"{family} {v['delta_nrmse']:+.3f}"
             for family, v in section["importance"][row["name"]].items()))
     return section
+
+
+def _feature_shuffles(features_path: Path | None, val: WindowSet, cfg: CompareConfig
+                      ) -> tuple[dict[str, list[int]], dict[str, np.ndarray]] | None:
+    """The feature families' columns, and the validation windows' features intact and with
+    each family shuffled (``evaluation.feature_shuffles``); None without a feature cache."""
+    if features_path is None:
+        return None
+    features, names = read_features(features_path, val.index)
+    columns = {family: [names.index(n) for n in members]
+               for family, members in FEATURE_FAMILIES.items()}
+    return columns, feature_shuffles(features, columns, cfg.importance_repeats,
+                                     cfg.bootstrap_seed)
 
 
 def _scores(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
