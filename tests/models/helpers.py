@@ -1,6 +1,7 @@
 """Building registered models as the model tests do."""
 
 import importlib
+import inspect
 
 import torch
 
@@ -15,9 +16,14 @@ def case(name: str) -> dict:
 
 
 def fitted(name: str, normalization: str) -> torch.nn.Module:
-    """``name`` with its case, its buffers as a training would set them, in eval mode."""
+    """``name`` with its case, its buffers as a training would set them, in eval mode; with
+    ``normalization`` where the model takes it as an argument (one with its own fixed
+    recipe does not)."""
     torch.manual_seed(0)
-    model = find_model(name).build(**case(name), normalization=normalization).eval()
+    registered = find_model(name)
+    scaling = ({"normalization": normalization}
+               if "normalization" in inspect.signature(registered.cls).parameters else {})
+    model = registered.build(**case(name), **scaling).eval()
     model.set_standardization({"target_mean": torch.tensor(1.5), "target_std": torch.tensor(0.4),
                                "rt_min": torch.tensor(0.4), "rt_max": torch.tensor(2.8),
                                "input_std": torch.full((129, 1), 1e-5)})
