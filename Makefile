@@ -315,7 +315,7 @@ bench: | $(READY) ## benchmark windows, features, training and the chain; update
 bench-windows: | $(READY) ## benchmark the window stage alone: 1 worker vs every core, 500 Hz .set
 	$(PY) bench/run.py --work $(BENCH_WORK) --only-windows
 
-bench-models: | $(READY) ## every model variant x 3 seeds on the demo, hard, many-subject and other data
+bench-models: | $(READY) ## every model variant x 3 seeds on demo, hard, many, other and 4 family draws
 	$(PY) bench/models.py --work $(BENCH_WORK)/models
 
 bench-compare: | $(READY) ## stage compare at N (41,071) windows: every model, the blend, the importance
