@@ -53,12 +53,11 @@ def fit_blend(models_dir: Path, windows_path: Path, split_path: Path) -> dict[st
     models left out and why. A blend folder already there is replaced, or removed when no
     blend is written tonight."""
     started = time.perf_counter()
-    members, left_out = _candidates(models_dir, windows_path, split_path)
+    members, left_out, y = _candidates(models_dir, windows_path, split_path)
     done: dict[str, Any] = {"written": False, "left_out": left_out}
     if len(members) < 2:
         done["why"] = f"{len(members)} model(s) with tune predictions: nothing to blend"
     else:
-        y = _tune_rt(windows_path, split_path)
         predictions = np.stack(list(members.values()), axis=1)
         weights = blend_weights(predictions, y)
         kept = {name: float(w) for name, w in zip(members, weights, strict=True) if w > 0}
@@ -148,21 +147,13 @@ def blend_weights(predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
     return weights if squared_error(weights) <= squared_error(single) else single
 
 
-def _tune_rt(windows_path: Path, split_path: Path) -> np.ndarray:
-    with open_cache(windows_path) as cache:
-        return cache.rt()[_tune_rows(cache, split_path)]
-
-
-def _tune_rows(cache: Any, split_path: Path) -> np.ndarray:
-    return np.flatnonzero(np.isin(cache.subjects(), read_split(split_path)["tune"]))
-
-
 def _candidates(models_dir: Path, windows_path: Path, split_path: Path
-                ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+                ) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray]:
     """The finished models' tune predictions (name -> seconds) where they are for exactly
-    the tune windows, and why each other model folder is left out."""
+    the tune windows, why each other model folder is left out, and the tune RTs."""
     with open_cache(windows_path) as cache:
-        tune_rows = _tune_rows(cache, split_path)
+        tune_rows = np.flatnonzero(np.isin(cache.subjects(), read_split(split_path)["tune"]))
+        y = cache.rt()[tune_rows]
     members, left_out = {}, {}
     for model_dir in sorted(p.parent for p in models_dir.glob("*/model.json")):
         name = model_dir.name
@@ -184,7 +175,7 @@ def _candidates(models_dir: Path, windows_path: Path, split_path: Path
             left_out[name] = why
         else:
             members[name] = rt_s
-    return members, left_out
+    return members, left_out, y
 
 
 def _record(metas: list[dict[str, Any]], records: list[dict[str, Any]], tune_nrmse: float,

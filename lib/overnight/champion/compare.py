@@ -155,7 +155,7 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
         "decision": {**dataclasses.asdict(decision),
                      "previous": ({"model": champion["model"], "nrmse": champion_nrmse}
                                   if champion else None)},
-        "blend": {k: v for k, v in blend.items() if k != "meta"},
+        "blend": blend,
         "features": _features_section(rows, resampled, val, shuffles, shuffled, cfg),
         "validation": {"subject": [str(s) for s in val.subject], "y_true": y_true.tolist(),
                        "predictions": {k: v.tolist() for k, v in predictions.items()}},
