@@ -69,6 +69,10 @@ TRAIN_SPACE: tuple[Param, ...] = (
     Param("sensor_rotation_deg", "the net as if rotated on the head: caps sit differently "
                                  "on every head, so the same source's map moves",
           low=0.0, high=30.0),
+    Param("dense_weight", "the dense time target's weight beside the RT error, for the "
+                          "families that locate the press (timing); the others ignore it: "
+                          "it helped on some of our datasets and hurt on others",
+          low=0.0, high=2.0),
     Param("ema_epochs", "weights averaged over about this many epochs; 0: the last ones",
           low=0.0, high=3.0),
     Param("mixup_alpha", "mixes windows and their RTs; 0: off", low=0.0, high=0.5),
