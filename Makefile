@@ -26,6 +26,7 @@ TASKS ?=
 TRUTH ?=
 CONFIG ?= configs/demo.toml
 SUBMISSION ?= submission
+ZIP ?= $(SUBMISSION)
 REPORTS ?= reports
 # One folder per night. The night's date is the evening it started: a run before noon
 # belongs to the night before, so a morning rerun resumes last night's folder.
@@ -162,7 +163,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
         --runner $(RUNNER) --gpu $(GPU) --image $(IMAGE) $(if $(FRESH),--fresh) \
         $(if $(GPUS),--gpus $(GPUS))
 
-.PHONY: help setup data demo synth overnight night-command ready preflight device check-models \
+.PHONY: help setup scorer-env score data demo synth overnight night-command ready preflight device check-models \
         windows features models $(TRAIN_TARGETS) compare report rollback \
         verify image status logs install-cron test test-all test-eegnex test-eegdash lint clean \
         distclean bench bench-windows bench-models bench-night bench-compare bench-data setup-eegnex
@@ -256,6 +257,9 @@ verify: | $(READY) ## check the submission: its files against champion.json, the
 	$(STAGE) verify -- $(JOB) jobs/verify.py $(CFG) --submission $(SUBMISSION) \
 	    $(if $(wildcard $(WINDOWS)),--windows $(WINDOWS) --split $(SPLIT))
 
+score: | $(READY) ## score ZIP (default: the submission's zip) on the release DATA as the challenge's scorer does, one window at a time, in the scorer's environment (make scorer-env)
+	$(PY) jobs/score.py $(CFG) --zip $(ZIP) --data $(DATA)
+
 $(SYNTH_DATA)/dataset_description.json: | $(READY) $(if $(filter docker,$(RUNNER)),$(SYNTH_DATA))
 	$(STAGE) synth -- $(JOB_SYNTH) jobs/synth.py $(CFG) --out $(SYNTH_DATA)
 
@@ -333,6 +337,9 @@ $(SETUP_STAMP): requirements.txt requirements-runtime.txt requirements-eegdash.t
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-eegdash.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+scorer-env: setup ## the scorer's environment, once: Python 3.10, torch 2.2.2, braindecode 1.2.0 (requirements-scorer.txt; ~5 GB with PyPI's CUDA torch) for the promotion check and make score
+	$(PY) -m overnight.champion.scorer_env
 
 setup-eegnex: setup ## optional: braindecode's EEGNeX, with torch/torchaudio 2.11 in place of torch 2.13 (~3 GB)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-eegnex.txt

@@ -6,15 +6,15 @@ import platform
 import subprocess
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def code_version() -> str:
     """The git commit of this checkout (``+dirty`` when it has local changes), or 'unknown'."""
     try:
-        commit = subprocess.run(["git", "-C", str(_REPO), "rev-parse", "--short=12", "HEAD"],
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
                                 capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "-C", str(_REPO), "status", "--porcelain",
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
                                 "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):

@@ -82,7 +82,9 @@ def test_a_kill_between_any_two_steps_of_the_install_leaves_one_whole_champion(
         tiny_night, val, champion_dir, tmp_path, monkeypatch):
     # every step of the swap is a rename or a removal: a kill before the k-th of them,
     # for every k until the install finishes
-    monkeypatch.setattr(champion_record, "check_in_fresh_process", lambda *args: None)
+    checked = {"where": "not run", "ms_per_window": {"cpu_1_thread": 1.0,
+                                                     "cpu_default_threads": 1.0}}
+    monkeypatch.setattr(champion_record, "check_in_fresh_process", lambda *args: checked)
     old = _files(champion_dir)
     switch = KillSwitch()
     monkeypatch.setattr(os, "replace", switch.wrap(os.replace))

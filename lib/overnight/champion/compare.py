@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from overnight import atomic
 from overnight.champion.blend import discard_blend, fit_blend
+from overnight.champion.fresh_process_check import time_batch_one
 from overnight.champion.gate import decide, hold_for_integrity
 from overnight.champion.record import (
     install,
@@ -46,6 +48,7 @@ from overnight.windows.split import read_split
 
 log = logging.getLogger(__name__)
 _AS_SHIPPED = "as shipped"  # a feature model's prediction with the features it computes
+_TIMED_WINDOWS = 32  # validation windows each model answers one at a time, timed
 
 
 def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
@@ -128,7 +131,8 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     scores = {r["name"]: r["nrmse"] for r in rows
               if r["kind"] == "model" and not r.get("not_run")}
     decision = (hold_for_integrity(tampered) if tampered
-                else decide(scores, champion_nrmse, cfg, champion_problem, paired_wins))
+                else decide(scores, champion_nrmse, cfg, champion_problem, paired_wins,
+                            _too_slow(rows, cfg)))
     log.info("decision: %s", decision.reason)
     if decision.promoted:
         model_dir = models_dir / decision.model
@@ -138,7 +142,8 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
                   "reason": decision.reason, "source": str(model_dir.resolve()),
                   "n_val_windows": len(y_true), "val_subjects": split["val"]}
         installed = install(model_dir, submission_dir, val.eeg, predictions[decision.model],
-                            val.sfreq_hz, record)
+                            val.sfreq_hz, record, cfg.max_ms_per_window)
+        promoted_row["scorer_check"] = installed["scorer_check"]
         log.info("promoted %s: %s", decision.model, ", ".join(installed["files"]))
 
     result = {
@@ -220,6 +225,7 @@ def _score_model(model_dir: Path, eeg: np.ndarray, y_true: np.ndarray,
         row["blend_weights"] = {m["name"]: m["weight"] for m in meta["members"]}
     try:
         pred, by_shuffle = _predictions(model_dir, meta, eeg, scored or {}, shuffles)
+        row["ms_per_window"] = _batch_one_speed(model_dir, eeg)
     except Exception as exc:  # one broken model must not stop the comparison
         log.exception("%s could not be evaluated", model_dir)
         return ({**row, "nrmse": None, "rmse_s": None, "error": f"{type(exc).__name__}: {exc}"},
@@ -240,6 +246,25 @@ def _predictions(model_dir: Path, meta: dict[str, Any], eeg: np.ndarray,
         return predict(model, eeg), None
     by_variant = predict_feature_variants(model, eeg, {_AS_SHIPPED: None, **shuffles})
     return by_variant.pop(_AS_SHIPPED), by_variant
+
+
+def _batch_one_speed(model_dir: Path, eeg: np.ndarray) -> dict[str, float]:
+    """The model's time per window in the scorer's loop (one window at a time), here."""
+    model, _ = load_trained_model(model_dir)
+    return time_batch_one(model.eval(), torch.from_numpy(eeg[:_TIMED_WINDOWS]))
+
+
+def _too_slow(rows: list[dict[str, Any]], cfg: CompareConfig) -> dict[str, float]:
+    """Models slower in the scorer's loop than ``cfg.max_ms_per_window`` (the slower of
+    one thread and the default threads), by name."""
+    slow = {}
+    for row in rows:
+        speed = row.get("ms_per_window")
+        if row["kind"] == "model" and speed:
+            ms = max(speed["cpu_1_thread"], speed["cpu_default_threads"])
+            if ms > cfg.max_ms_per_window:
+                slow[row["name"]] = ms
+    return slow
 
 
 def _score_champion(submission_dir: Path, champion: dict[str, Any], eeg: np.ndarray,

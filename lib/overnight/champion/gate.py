@@ -26,14 +26,32 @@ class Decision:
 
 def decide(scores: dict[str, float | None], champion_nrmse: float | None, cfg: CompareConfig,
            champion_problem: str | None = None,
-           paired_wins: Mapping[str, float] | None = None) -> Decision:
+           paired_wins: Mapping[str, float] | None = None,
+           too_slow: Mapping[str, float] | None = None) -> Decision:
     """Promote the best finite model only if it beats the champion by ``cfg.margin``
     (relative) and, in the paired subject bootstrap, in at least ``cfg.min_paired_wins``
     of the resamples (``paired_wins``: model -> that share).
 
     With no champion (``champion_nrmse`` None, or not finite because its files are
     broken: ``champion_problem`` says why), the best finite model becomes champion.
+    A model in ``too_slow`` (name -> ms per window in the scorer's loop, over
+    ``cfg.max_ms_per_window``) is never promoted, and the reason says so.
     """
+    slow = dict(too_slow or {})
+    decision = _decide({name: s for name, s in scores.items() if name not in slow},
+                       champion_nrmse, cfg, champion_problem, paired_wins)
+    if not slow:
+        return decision
+    named = ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(slow.items()))
+    return dataclasses.replace(
+        decision, reason=f"{decision.reason} (not eligible, slower one window at a time than "
+                         f"[compare] max_ms_per_window = {cfg.max_ms_per_window:g} ms: "
+                         f"{named})")
+
+
+def _decide(scores: dict[str, float | None], champion_nrmse: float | None, cfg: CompareConfig,
+            champion_problem: str | None, paired_wins: Mapping[str, float] | None
+            ) -> Decision:
     margin = cfg.margin
     finite = {name: s for name, s in scores.items() if s is not None and math.isfinite(s)}
     if not finite:

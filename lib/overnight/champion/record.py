@@ -123,16 +123,21 @@ def _verify_windows(windows_path: Path | None,
 
 
 def install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
-            expected_s: np.ndarray, sfreq_hz: float, record: dict[str, Any]) -> dict[str, Any]:
-    """Build, check in a fresh process, then swap the submission in and record the champion.
+            expected_s: np.ndarray, sfreq_hz: float, record: dict[str, Any],
+            max_ms_per_window: float | None = None) -> dict[str, Any]:
+    """Build, check in a fresh process as the scorer runs it, then swap the submission in
+    and record the champion.
 
     ``record`` holds the new champion's details (model, nrmse, reason, ...); the file
-    hashes, the date and the list of previous champions are added here. Returns the
-    full record written to ``champion.json``.
+    hashes, the date, the check (``scorer_check``: where it ran, the time per window) and
+    the list of previous champions are added here. Returns the full record written to
+    ``champion.json``. A submission slower than ``max_ms_per_window`` one window at a time
+    on the CPU fails the check.
     """
     submission_dir.mkdir(parents=True, exist_ok=True)
     with install_lock(submission_dir):
-        return _install(model_dir, submission_dir, check_windows, expected_s, sfreq_hz, record)
+        return _install(model_dir, submission_dir, check_windows, expected_s, sfreq_hz, record,
+                        max_ms_per_window)
 
 
 @contextlib.contextmanager
@@ -148,12 +153,14 @@ def install_lock(submission_dir: Path) -> Iterator[None]:
 
 
 def _install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
-             expected_s: np.ndarray, sfreq_hz: float, record: dict[str, Any]) -> dict[str, Any]:
+             expected_s: np.ndarray, sfreq_hz: float, record: dict[str, Any],
+             max_ms_per_window: float | None) -> dict[str, Any]:
     finish_interrupted_install(submission_dir)
     pending = submission_dir / PENDING_DIR
     try:
         files = build_submission(model_dir, pending)
-        check_in_fresh_process(pending, check_windows, expected_s, sfreq_hz)
+        check = check_in_fresh_process(pending, check_windows, expected_s, sfreq_hz)
+        _check_speed(check, max_ms_per_window)
     except Exception as exc:  # the old champion stays; nothing of the new one is left
         shutil.rmtree(pending, ignore_errors=True)
         if atomic.is_disk_full(exc):
@@ -162,7 +169,7 @@ def _install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
             target = getattr(exc, "filename", None) or pending
             raise atomic.disk_full_error(target, exc, needed) from exc
         raise
-    full = {**record, "files": files, "date": time.strftime("%Y-%m-%d"),
+    full = {**record, "files": files, "scorer_check": check, "date": time.strftime("%Y-%m-%d"),
             "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "weights_sha256": atomic.sha256_file(model_dir / "model.pt"),
             "previous": _history(read_champion(submission_dir))}
@@ -176,6 +183,15 @@ def _install(model_dir: Path, submission_dir: Path, check_windows: np.ndarray,
                        "weights": weights_name})
     _roll_forward(submission_dir)  # checks every file against the new record
     return full
+
+
+def _check_speed(check: dict[str, Any], max_ms_per_window: float | None) -> None:
+    speed = check["ms_per_window"]
+    ms = max(speed["cpu_1_thread"], speed["cpu_default_threads"])
+    if max_ms_per_window is not None and ms > max_ms_per_window:
+        raise RuntimeError(f"the submission takes {ms:.1f} ms per window one at a time on the "
+                           f"CPU ({check['where']}), over [compare] max_ms_per_window = "
+                           f"{max_ms_per_window:g} ms")
 
 
 def recover_install(submission_dir: Path) -> str | None:

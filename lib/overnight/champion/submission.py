@@ -10,7 +10,9 @@ content-addressed names (``weights_<model>_<sha12>.pt``, a byte copy of the trai
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import json
 import logging
 import shutil
 import subprocess
@@ -26,6 +28,11 @@ import numpy as np
 
 from overnight import atomic
 from overnight.champion.embedding import embedded_modules
+from overnight.champion.scorer_env import (
+    SCORER_PYTHON_TEXT,
+    SCORER_PYTHON_VERSION,
+    scorer_python,
+)
 from overnight.evaluation import predict, read_model_record, trained_model_class
 from overnight.hbn.channels import index_of
 from overnight.hbn.events import PLAUSIBLE_RT_S
@@ -37,6 +44,9 @@ SUBMISSION_FILE = "submission.py"
 ZIP_FILE = "submission.zip"
 WEIGHTS_PREFIX = "weights_"
 PREDICTION_ATOL_S = 1e-4  # fresh-process vs in-process predictions, seconds
+BATCH_ONE_ATOL_S = 1e-5  # one window at a time (the scorer's loop) vs batched, seconds
+BATCH_ONE_WINDOWS = 64  # windows the check feeds one at a time, and times
+_OPTIONAL_LIBRARIES = ("braindecode",)  # a submission may need them; the scorer has them
 # Challenge 2 (the externalizing factor) is not trained here, but the scorer calls it in the
 # same run: the submission answers this constant, the factor's population mean (HBN's
 # psychopathology factors are standardised scores); the training mean is not read.
@@ -86,37 +96,111 @@ def submission_source(model_dir: Path, meta: dict[str, Any], weights_name: str) 
 
 
 def check_in_fresh_process(submission_dir: Path, windows: np.ndarray, expected_s: np.ndarray,
-                           sfreq_hz: float, timeout_s: float = 600.0) -> None:
-    """Import the submission in a new interpreter, predict, and compare with ``expected_s``;
-    then feed it the probes (``probe_windows``) and call its Challenge 2 model, as the
-    scorer does.
+                           sfreq_hz: float, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Run the submission as the scorer does, in a new interpreter (the scorer's
+    environment when ``make scorer-env`` built it), and compare with ``expected_s``.
+
+    ``submission.py`` must parse as Python 3.10; a fresh process imports it, predicts the
+    windows in batches (they must equal ``expected_s``) and the first ``BATCH_ONE_WINDOWS``
+    one at a time as the scorer's loop does (they must equal the batched ones), times that
+    loop, answers the probes (``probe_windows``) and calls the Challenge 2 model. Returns
+    what was checked where: the environment, the timings (``ms_per_window``), the largest
+    differences.
 
     Raises
     ------
     RuntimeError
-        The import or a prediction failed, the predictions differ, a probe gave a
-        non-finite prediction or one outside ``PLAUSIBLE_RT_S``, or Challenge 2 did not
-        answer one finite number per window.
+        Any of those fails: the message's last line says which.
     """
+    check_python_syntax(submission_dir / SUBMISSION_FILE)
     windows = np.ascontiguousarray(windows, dtype=np.float32)
+    python, where = _check_interpreter()
     with tempfile.TemporaryDirectory(prefix="overnight-check-") as tmp:
-        inputs_npz, out_npz = Path(tmp) / "inputs.npz", Path(tmp) / "out.npz"
+        inputs_npz = Path(tmp) / "inputs.npz"
         np.savez(inputs_npz, windows=windows, **probe_windows(windows))
-        proc = subprocess.run(
-            [sys.executable, "-I", str(_FRESH_PROCESS_CHECK), str(submission_dir.resolve()),
-             str(inputs_npz), str(out_npz), repr(sfreq_hz)],
-            cwd=tmp, capture_output=True, text=True, timeout=timeout_s, check=False)
+        proc = _run_check(python, submission_dir, inputs_npz, sfreq_hz, timeout_s)
+        if python != Path(sys.executable) and _missing_extra(proc.stderr):
+            where = (f"the project's environment: the scorer's has no "
+                     f"{_missing_extra(proc.stderr)}, so this submission was not checked "
+                     "under the scorer's versions")
+            python = Path(sys.executable)
+            proc = _run_check(python, submission_dir, inputs_npz, sfreq_hz, timeout_s)
         if proc.returncode != 0:
-            raise RuntimeError(f"the submission failed in a fresh process:\n{proc.stderr[-3000:]}")
-        with np.load(out_npz) as out:
+            raise RuntimeError(f"the submission failed in a fresh process ({where}):\n"
+                               f"{proc.stderr[-3000:]}")
+        with np.load(Path(tmp) / "out.npz") as out:
             got = {name: out[name] for name in out.files}
+        report = json.loads((Path(tmp) / "out.json").read_text())
+    report.update(where=where, n_windows=len(windows),
+                  max_diff_s=_check_predictions(got, expected_s, len(windows)))
+    log.info("fresh-process check passed (%s: Python %s, torch %s) on %d windows (max |diff| "
+             "%.2g s), %d one at a time (max |diff| %.2g s, %.1f ms per window on one "
+             "thread), %d probes", where, report["environment"]["python"],
+             report["environment"]["torch"], len(windows), report["max_diff_s"]["batched"],
+             report["n_one_at_a_time"], report["max_diff_s"]["one_at_a_time"],
+             report["ms_per_window"]["cpu_1_thread"], len(got))
+    return report
+
+
+def check_python_syntax(path: Path) -> None:
+    """``path`` parses as Python 3.10, the scorer's (a 3.11 construct fails here).
+
+    Raises
+    ------
+    RuntimeError
+        It does not: the line and what is wrong.
+    """
+    try:
+        ast.parse(path.read_text(encoding="utf-8"), str(path),
+                  feature_version=SCORER_PYTHON_VERSION)
+    except SyntaxError as exc:
+        raise RuntimeError(f"{path.name} is not Python {SCORER_PYTHON_TEXT} (the scorer's): "
+                           f"line {exc.lineno}: {exc.msg}") from exc
+
+
+def _check_interpreter() -> tuple[Path, str]:
+    python = scorer_python()
+    if python is None:
+        return Path(sys.executable), ("the project's environment (no scorer environment: "
+                                      "make scorer-env builds it)")
+    return python, "the scorer's environment"
+
+
+def _run_check(python: Path, submission_dir: Path, inputs_npz: Path, sfreq_hz: float,
+               timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), "-I", str(_FRESH_PROCESS_CHECK), str(submission_dir.resolve()),
+         str(inputs_npz), str(inputs_npz.with_name("out.npz")), repr(sfreq_hz),
+         str(BATCH_ONE_WINDOWS)],
+        cwd=inputs_npz.parent, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+
+def _missing_extra(stderr: str) -> str | None:
+    """The optional library (braindecode) the scorer's environment lacks, if that is why
+    the check failed there."""
+    return next((name for name in _OPTIONAL_LIBRARIES
+                 if f"No module named '{name}'" in stderr), None)
+
+
+def _check_predictions(got: dict[str, np.ndarray], expected_s: np.ndarray,
+                       n_windows: int) -> dict[str, float]:
+    """Compare the fresh process's answers: batched with ``expected_s``, one at a time with
+    batched, Challenge 2's shape, every probe finite and plausible."""
     predicted = got.pop("windows")
     worst = float(np.max(np.abs(predicted - expected_s))) if len(predicted) else 0.0
     if predicted.shape != expected_s.shape or not worst <= PREDICTION_ATOL_S:
         raise RuntimeError(f"the submission's predictions differ from the evaluation's "
                            f"(max |diff| {worst:.3g} s > {PREDICTION_ATOL_S} s)")
+    one = got.pop("one_at_a_time")
+    worst_one = float(np.max(np.abs(one - predicted[:len(one)]))) if len(one) else 0.0
+    if not worst_one <= BATCH_ONE_ATOL_S:
+        raise RuntimeError(f"one window at a time, as the scorer calls it, the submission "
+                           f"answers differently from batches (max |diff| {worst_one:.3g} s "
+                           f"> {BATCH_ONE_ATOL_S} s over {len(one)} windows)")
     challenge_2 = got.pop("challenge_2")
-    if challenge_2.shape != (len(windows),) or not np.isfinite(challenge_2).all():
+    challenge_2_one = got.pop("challenge_2_one_at_a_time")
+    if challenge_2.shape != (n_windows,) or not np.isfinite(challenge_2).all() \
+            or not np.isfinite(challenge_2_one).all():
         raise RuntimeError("the submission's Challenge 2 model must answer one finite number "
                            f"per window, got shape {challenge_2.shape}, "
                            f"{int(np.isfinite(challenge_2).sum())} finite")
@@ -129,8 +213,7 @@ def check_in_fresh_process(submission_dir: Path, windows: np.ndarray, expected_s
                                f"{len(rt_s) - len(finite)} non-finite value(s) for "
                                f"{len(rt_s)} windows; every prediction must be finite and in "
                                f"{low}..{high} s")
-    log.info("fresh-process check passed on %d windows (max |diff| %.2g s) and %d probes",
-             len(predicted), worst, len(got))
+    return {"batched": worst, "one_at_a_time": worst_one}
 
 
 def probe_windows(windows: np.ndarray) -> dict[str, np.ndarray]:

@@ -2,8 +2,8 @@
 
 This file is the feature *spec*: ``overnight.features.kernels`` computes the same numbers
 with Numba for the training cache (a parity test holds them together), and this file is
-embedded verbatim into the generated ``submission.py``, so it may import only ``math``,
-``typing``, ``__future__``, ``torch`` and the project's ``units`` and ``hbn.channels``
+embedded verbatim into the generated ``submission.py``, so it may import only ``functools``,
+``math``, ``typing``, ``__future__``, ``torch`` and the project's ``units`` and ``hbn.channels``
 (embedded with it; the scorer runs torch 2.2 and nothing else).
 
 A window is (129, T) in volts, channels in ``CH_NAMES`` order (E1..E128, then Cz), starting
@@ -37,6 +37,7 @@ finite for any finite input whose squares fit in float64, including flat or all-
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -331,8 +332,16 @@ class WindowFeatures(torch.nn.Module):
 
 def _basis(n_samples: int, sfreq_hz: float, band_hz: tuple[float, float],
            like: torch.Tensor) -> torch.Tensor:
-    rows = band_basis(n_samples, sfreq_hz, band_hz)
-    return torch.tensor(rows, dtype=torch.float64, device=like.device)  # (2K, n_samples)
+    return _cpu_basis(n_samples, sfreq_hz, band_hz).to(like.device)  # (2K, n_samples)
+
+
+@functools.lru_cache(maxsize=16)
+def _cpu_basis(n_samples: int, sfreq_hz: float, band_hz: tuple[float, float]) -> torch.Tensor:
+    # Built once per geometry: in Python it cost most of a window's features at batch
+    # size 1, the scorer's. A plain tensor even when first asked under inference_mode, so
+    # that later autograd may read it; nothing writes to it.
+    with torch.inference_mode(False):
+        return torch.tensor(band_basis(n_samples, sfreq_hz, band_hz), dtype=torch.float64)
 
 
 def _band_power(y: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:

@@ -319,11 +319,28 @@ def _model_row(raw: dict[str, Any]) -> dict[str, Any]:
                 "n_params", "train_seconds", "paired_wins"):
         row[key] = _number(raw.get(key))
     row["interval"] = _interval(raw.get("nrmse_interval"))
+    speed = raw.get("ms_per_window") if isinstance(raw.get("ms_per_window"), dict) else {}
+    row["ms_one_thread"] = _number(speed.get("cpu_1_thread"))
+    row["ms_default_threads"] = _number(speed.get("cpu_default_threads"))
+    check = raw.get("scorer_check") if isinstance(raw.get("scorer_check"), dict) else None
+    row["scorer_check"] = None if check is None else _scorer_check_text(check)
     weights = raw.get("blend_weights")
     row["blend_weights"] = (", ".join(f"{name} {_number(w) or 0.0:.2f}"
                                       for name, w in weights.items())
                             if isinstance(weights, dict) else None)
     return row
+
+
+def _scorer_check_text(check: dict[str, Any]) -> str:
+    """The promotion check of the promoted model, in a line: where it ran, how fast."""
+    env = check.get("environment") or {}
+    speed = check.get("ms_per_window") or {}
+    one, default = _number(speed.get("cpu_1_thread")), _number(speed.get("cpu_default_threads"))
+    timing = (f"; one window at a time {one:.1f} ms on one CPU thread, {default:.1f} ms with "
+              f"{speed.get('default_threads')} threads" if one is not None and default is not None
+              else "")
+    return (f"promotion check in {check.get('where')} (Python {env.get('python')}, torch "
+            f"{env.get('torch')}, braindecode {env.get('braindecode') or 'absent'}){timing}")
 
 
 def _table_section(comparison: dict | None, comparison_note: str | None,
