@@ -166,7 +166,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
 .PHONY: help setup scorer-env score data demo synth overnight night-command ready preflight device check-models \
         windows features models $(TRAIN_TARGETS) compare report rollback \
         verify image status logs install-cron test test-all test-eegnex test-eegdash lint clean \
-        distclean bench bench-windows bench-models bench-night bench-compare bench-data setup-eegnex
+        distclean bench bench-windows bench-models bench-night bench-compare bench-batch-one bench-data setup-eegnex
 
 help: ## list the targets
 	@echo "overnight: nightly EEG response-time pipeline"
@@ -321,6 +321,9 @@ bench-windows: | $(READY) ## benchmark the window stage alone: 1 worker vs every
 
 bench-models: | $(READY) ## every model variant x 3 seeds on demo, hard, many, other and 4 family draws
 	$(PY) bench/models.py --work $(BENCH_WORK)/models
+
+bench-batch-one: | $(READY) ## each of WORK's trained models as the scorer calls it, one window at a time, in the scorer's and the project's environment
+	$(PY) bench/batch_one.py --models $(WORK)/models
 
 bench-compare: | $(READY) ## stage compare at N (41,071) windows: every model, the blend, the importance
 	$(PY) bench/compare.py --work $(BENCH_WORK)/compare --n $(N)

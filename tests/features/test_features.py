@@ -76,7 +76,7 @@ def test_spec_imports_only_what_the_scorer_has() -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
     # the project's two modules are embedded into submission.py with the spec
-    assert imported <= {"math", "typing", "__future__", "torch", "overnight.units",
+    assert imported <= {"functools", "math", "typing", "__future__", "torch", "overnight.units",
                         "overnight.hbn.channels"}, imported
 
 
