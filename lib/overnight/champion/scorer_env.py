@@ -53,14 +53,6 @@ def scorer_python() -> Path | None:
     return python if (SCORER_VENV / STAMP_FILE).is_file() and python.exists() else None
 
 
-def describe() -> dict[str, Any] | None:
-    """What the scorer environment holds (its stamp), or None when there is none."""
-    if scorer_python() is None:
-        return None
-    stamp = SCORER_VENV / STAMP_FILE
-    return json.loads(stamp.read_text()) if stamp.is_file() else {"python": "(your own)"}
-
-
 def find_base_python() -> Path:
     """A Python of ``SCORER_PYTHON_VERSION``, found as a user would: on the PATH, then in
     pyenv's versions, then the system's.
