@@ -22,8 +22,6 @@ MINI ?=
 DATA_DIR ?= data
 SOURCE ?= challenge
 TASKS ?=
-# A synthetic tree's truth.tsv adds the floor row to the comparison; only the demo sets it.
-TRUTH ?=
 CONFIG ?= configs/demo.toml
 SUBMISSION ?= submission
 ZIP ?= $(SUBMISSION)
@@ -182,7 +180,7 @@ help: ## list the targets
 ## ---- Start here ----
 demo: setup ## set up, make the synthetic dataset and run the whole chain in work/demo (CPU)
 	+$(MAKE) --no-print-directory synth overnight WORK=$(DEMO_WORK) \
-	    SEARCH_DIR=$(DEMO_SEARCH_DIR) TRUTH=$(SYNTH_DATA)/derivatives/synth/truth.tsv
+	    SEARCH_DIR=$(DEMO_SEARCH_DIR)
 
 test: setup ## lint and run the default test suite (no GPU, no slow tests, no eegdash rerun)
 	$(PY) -m ruff check lib jobs tests bench examples
@@ -297,7 +295,7 @@ FORCE:
 $(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
 	$(STAGE) compare -- $(JOB) jobs/compare.py $(CFG) --models $(MODELS) \
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION) --out $@ \
-	    $(if $(TRUTH),--truth $(TRUTH)) $(if $(wildcard $(FEATURES)),--features $(FEATURES))
+	    $(if $(wildcard $(FEATURES)),--features $(FEATURES))
 
 ifeq ($(RUNNER),docker)
 # docker mounts only folders that exist: create the outputs first, as the calling user.

@@ -14,7 +14,8 @@ temporal sites, residual line noise. What is drawn, per draw:
   they spread (3-8 cm), how strong they are (CPP 4-25 uV, readiness 1.5-10 uV, beta 3-12 uV,
   its desynchronisation 20-80 %), how late the CPP starts (0.05-0.5 s after the stimulus);
 - subjects: the lognormal sd of their task gain (0.2-1.0) and background gain (0.2-0.8),
-  trial-to-trial size (0.2-0.9); the share of RT variance the EEG does not carry (0.2-0.5);
+  trial-to-trial size (0.2-0.9); the share of RT variance the CPP does not carry (0.2-0.5;
+  the motor signals follow the press);
 - artefacts: blinks (0-0.5 per second, 50-250 uV), muscle bursts (0-0.4 per second,
   5-40 uV, 20-45 Hz), line noise at 50 Hz (0-5 uV; at 100 Hz it sits at Nyquist).
 

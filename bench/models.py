@@ -13,10 +13,9 @@ selecting its epoch on the tune subjects, then scored once on the validation sub
 the 90 % interval of the subject bootstrap that compare uses. The seed spread and the
 interval are the noise any difference is read against. Beside them: the mean predictor, a
 ridge regression on the window features (fitted on the training subjects, its penalty
-chosen on the tune subjects) and, where the generator knows it, the floor (the EEG-encoded
-RT). With several variants, the blend compare would fit of each seed's variants (weights on
-their tune predictions) is one more row, and a last table gives each variant's mean over
-the datasets: defaults are chosen on it, never on one dataset.
+chosen on the tune subjects). With several variants, the blend compare would fit of each
+seed's variants (weights on their tune predictions) is one more row, and a last table gives
+each variant's mean over the datasets: defaults are chosen on it, never on one dataset.
 
 Usage: python bench/models.py --work DIR [--seeds 3] [--datasets demo,hard,many,other,...]
            [--variant LABEL=MODEL[:SECTION.KEY=VALUE;...]]... [--jobs 2]
@@ -45,7 +44,6 @@ from run import REPO, machine, replace_section, run_job
 from overnight.champion.blend import blend_weights
 from overnight.config import CompareConfig, load_config
 from overnight.evaluation import (
-    floor_predictions,
     interval,
     load_trained_model,
     nrmse,
@@ -86,7 +84,6 @@ def default_variants() -> dict[str, tuple[str, tuple[str, ...]]]:
             **{f"{name}-before": (name, BEFORE) for name in BEFORE_MODELS}}
 
 
-TRUTH = Path("derivatives") / "synth" / "truth.tsv"
 RIDGE_PENALTIES = tuple(10.0 ** k for k in range(-3, 5))
 
 
@@ -195,14 +192,11 @@ def dataset_results(work: Path, config: Path, seeds: int,
                          "settings": ["weights on the tune subjects"],
                          "runs": [_blend_run(seed, members, y_tune, y_true, val.subject, cfg)
                                   for seed, members in sorted(blendable.items())]}
-    truth = (floor_predictions(work / "bids" / TRUTH, val.subject, val.run, val.trial)
-             if (work / "bids" / TRUTH).exists() else None)
     return {"n_train_subjects": len(split["train"]), "n_tune_subjects": len(split["tune"]),
             "n_val_subjects": len(split["val"]), "n_val_windows": len(y_true),
             "rows": list(rows.values()),
             "mean_predictor": nrmse(y_true, np.full_like(y_true, _train_rt(folder).mean())),
-            "ridge": ridge_on_features(folder, split, y_true),
-            "floor": nrmse(y_true, truth) if truth is not None else None}
+            "ridge": ridge_on_features(folder, split, y_true)}
 
 
 def _scored(y_true: np.ndarray, pred: np.ndarray, subjects: np.ndarray,
@@ -298,7 +292,7 @@ def render(results: dict[str, Any], seeds: int, command: str, section: str) -> s
                   f"training, {r['n_tune_subjects']} tune and {r['n_val_subjects']} validation "
                   f"subjects, {r['n_val_windows']} validation windows. References: mean "
                   f"predictor {_fixed(r['mean_predictor'])}, ridge on the features "
-                  f"{_fixed(r['ridge'])}, floor {_fixed(r['floor'])}.", "",
+                  f"{_fixed(r['ridge'])}.", "",
                   "| variant | settings | NRMSE (seeds) | spread | 90 % interval | tune | "
                   "epochs | training |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]

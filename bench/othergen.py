@@ -5,9 +5,11 @@ Nothing is shared with the project's generator but the electrode positions of th
 the RT statistics of the real releases (REFERENCE). Here, per subject: the background is
 AR(1) (brown-ish) noise from 20 sources with exponential spatial fall-off plus white sensor
 noise and bursting alpha; each channel drifts linearly within a window; the CPP is a smooth
-(logistic) rise to a bound at the response with its own random centre; the motor signal is
+(logistic) rise to a bound at the decision with its own random centre; the motor signal is
 a lateralised readiness ramp with a reafferent peak after the press; beta (15-25 Hz) at both
-motor sites drops before the press and rebounds after it. Subjects differ in gains, noise,
+motor sites drops before the press and rebounds after it. The press comes an unexplained
+time after the decision (``unexplained_share`` of the RT variance); the motor signals are
+locked to the press itself, as in real recordings. Subjects differ in gains, noise,
 source positions and timing, and single trials differ in size about as much as subjects:
 the timing carries the RT, the amplitude does not. It writes a window cache (with margins),
 its split and the features, the layout of a night folder.
@@ -98,7 +100,8 @@ def subject(rng: np.random.Generator, pos: np.ndarray, phys: dict = PHYSIOLOGY) 
 
 def trial_rts(rng: np.random.Generator, s: dict, n: int, phys: dict = PHYSIOLOGY
               ) -> tuple[np.ndarray, np.ndarray]:
-    """(recorded RT, RT the EEG carries) for n trials, the late ones dropped."""
+    """(recorded RT: the press, the decision's RT: the CPP's bound) for n trials, the late
+    ones dropped."""
     unexplained = phys["unexplained_share"]
     trial_sd = np.sqrt((RT_SD_S**2 - SUBJECT_RT_SD_S**2) * (1 - unexplained))
     encoded = s["mean_rt_s"] + rng.normal(0, trial_sd, n * 2)
@@ -110,9 +113,10 @@ def trial_rts(rng: np.random.Generator, s: dict, n: int, phys: dict = PHYSIOLOGY
     return np.round(rt[keep] * SFREQ_HZ) / SFREQ_HZ, encoded[keep]
 
 
-def simulate(rng: np.random.Generator, s: dict, rt_enc: np.ndarray, hand_right: np.ndarray,
-             t: np.ndarray, phys: dict = PHYSIOLOGY) -> np.ndarray:
-    """(n, 129, len(t)) volts; t in seconds after the stimulus."""
+def simulate(rng: np.random.Generator, s: dict, rt_enc: np.ndarray, rt_press: np.ndarray,
+             hand_right: np.ndarray, t: np.ndarray, phys: dict = PHYSIOLOGY) -> np.ndarray:
+    """(n, 129, len(t)) volts; t in seconds after the stimulus: the CPP reaches its bound
+    at the decision (``rt_enc``), the motor signals are locked to the press (``rt_press``)."""
     n, n_t, a = len(rt_enc), len(t), phys["ar"]
     ar = np.empty((n, len(s["background"]), n_t))
     ar[..., 0] = rng.normal(0, 1, ar.shape[:2]) / np.sqrt(1 - a**2)
@@ -135,7 +139,7 @@ def simulate(rng: np.random.Generator, s: dict, rt_enc: np.ndarray, hand_right: 
     rise = 1.0 / (1.0 + np.exp(-(t - centre) / width))  # ~0.95 of the bound at the press
     cpp = np.where(t <= rt, rise, 0.95 * np.exp(-(t - rt) / 0.15))
     eeg += s["cpp"][None, :, None] * (size * cpp)[:, None]
-    to_press = t - rt
+    to_press = t - rt_press[:, None]
     lrp = np.where((to_press > -0.5) & (to_press <= 0), -(1 + to_press / 0.5), 0.0) \
         * phys["lrp_v"]
     lrp += phys["reafferent_v"] * np.exp(-0.5 * ((to_press - 0.15) / 0.06) ** 2)
@@ -183,7 +187,7 @@ def write_dataset(out: Path, n_subjects: int, windows_per_subject: int, seed: in
             s = subject(rng, pos, phys)
             rt, enc = trial_rts(rng, s, windows_per_subject, phys)
             hand = rng.random(len(rt)) < 0.5
-            eeg = simulate(rng, s, enc, hand, t, phys)
+            eeg = simulate(rng, s, enc, rt, hand, t, phys)
             if artefacts is not None:
                 artefacts(rng, eeg, t)
             n = len(rt)

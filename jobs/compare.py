@@ -20,16 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", required=True, type=Path, help="subject split (JSON)")
     parser.add_argument("--submission", required=True, type=Path, help="submission folder")
     parser.add_argument("--out", required=True, type=Path, help="comparison JSON to write")
-    parser.add_argument("--truth", type=Path, default=None,
-                        help="a synthetic tree's truth.tsv: adds the floor row (only on "
-                             "synthetic data, and only when given)")
     parser.add_argument("--features", type=Path, default=None,
                         help="feature cache (HDF5): each feature family's permutation "
                              "importance for the models that read features")
     args = parser.parse_args(argv)
     config = setup(args)
     result = compare_and_promote(args.models, args.windows, args.split, args.submission,
-                                 args.out, config.compare, args.truth, args.features)
+                                 args.out, config.compare, args.features)
     for row in result["rows"]:
         score = ("not run" if row.get("not_run") else "failed" if row["nrmse"] is None
                  else f"{row['nrmse']:.4f}")

@@ -22,7 +22,6 @@ class TinyNight:
     split: Path
     features: Path
     models: Path
-    truth: Path
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +40,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyNight:
     build_window_cache(bids, windows, windows_cfg, progress=False)
     write_split(windows, split, windows_cfg)
     build_feature_cache(windows, features, FeaturesConfig(), progress=False)
-    return TinyNight(bids, windows, split, features, root / "models",
-                     bids / "derivatives" / "synth" / "truth.tsv")
+    return TinyNight(bids, windows, split, features, root / "models")
 
 
 @pytest.fixture(scope="session")

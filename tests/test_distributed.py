@@ -51,7 +51,7 @@ def data(tmp_path_factory) -> TinyNight:
     build_window_cache(root / "bids", root / "windows.h5", cfg, progress=False)
     write_split(root / "windows.h5", root / "split.json", cfg)
     return TinyNight(root / "bids", root / "windows.h5", root / "split.json", root / "none",
-                     root / "models", root / "none")
+                     root / "models")
 
 
 def _torchrun(config: Path, tiny_data, out: Path, nproc: int) -> subprocess.Popen[str]:

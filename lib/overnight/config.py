@@ -84,7 +84,8 @@ class SynthConfig(_Section):
     # recording rate, Hz: 100 (challenge L100 releases) or 500 (raw)
     sfreq_hz: float = setting(100.0, choices=SYNTH_SFREQS_HZ)
     fmt: str = setting("set", choices=EEG_FORMATS)  # file format: EEGLAB or BDF
-    # share of RT variance not encoded in the EEG, 0..1
+    # share of RT variance the decision signal (the CPP) does not carry, 0..1: the motor
+    # time's variability (the motor signals follow the press itself)
     unexplained_rt_share: float = setting(0.25, at_least=0.0, at_most=1.0)
     # The harder setting (configs/synth-hard.toml) turns these: task signals (CPP, beta,
     # motor potential) times this against the same background,

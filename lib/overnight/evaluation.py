@@ -284,19 +284,3 @@ def build_recorded_model(model_dir: Path, meta: dict[str, Any]) -> torch.nn.Modu
                                 member["model_args"]) for member in meta["members"]],
                               [member["weight"] for member in meta["members"]])
     return trained_model_class(model_dir, meta).build(**meta["model_args"])
-
-
-def floor_predictions(truth_tsv: Path, subjects: Sequence[str], runs: Sequence[int],
-                      trials: Sequence[int]) -> np.ndarray | None:
-    """The synthetic generator's encoded RT for each window, or None when one is unknown.
-
-    On synthetic data the EEG carries only ``rt_encoded``; predicting it exactly is the
-    best any model can do, so its NRMSE is the floor.
-    """
-    from overnight.hbn.synth import read_encoded_rt
-
-    lookup = read_encoded_rt(truth_tsv)
-    keys = [(str(s), int(r), int(t)) for s, r, t in zip(subjects, runs, trials, strict=True)]
-    if not all(k in lookup for k in keys):
-        return None
-    return np.array([lookup[k] for k in keys])

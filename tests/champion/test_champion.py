@@ -207,9 +207,9 @@ def test_submission_is_deterministic(tiny_night, tmp_path):
 def test_compare_promotes_then_keeps_the_champion(tiny_night, tmp_path):
     submission = tmp_path / "submission"
     first = compare_and_promote(tiny_night.models, tiny_night.windows, tiny_night.split,
-                                submission, tmp_path / "c1.json", MARGIN, tiny_night.truth)
+                                submission, tmp_path / "c1.json", MARGIN)
     names = {r["name"] for r in first["rows"]}
-    assert {"baseline", "hybrid", "mean predictor", "floor"} <= names
+    assert {"baseline", "hybrid", "mean predictor"} <= names
     assert first["decision"]["promoted"]
     champion = read_champion(submission)
     assert champion["model"] == first["decision"]["model"]
@@ -218,7 +218,7 @@ def test_compare_promotes_then_keeps_the_champion(tiny_night, tmp_path):
     before = {p.name: p.read_bytes() for p in submission.iterdir() if p.is_file()}
 
     second = compare_and_promote(tiny_night.models, tiny_night.windows, tiny_night.split,
-                                 submission, tmp_path / "c2.json", MARGIN, tiny_night.truth)
+                                 submission, tmp_path / "c2.json", MARGIN)
     assert not second["decision"]["promoted"]
     champion_row = next(r for r in second["rows"] if r["kind"] == "champion")
     best = min(r["nrmse"] for r in second["rows"] if r["kind"] == "model")

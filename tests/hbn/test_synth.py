@@ -348,9 +348,9 @@ def test_cpp_tracks_encoded_rt(windows: dict[str, np.ndarray]) -> None:
 
 
 def test_motor_signals_lateralised(windows: dict[str, np.ndarray]) -> None:
-    """Around the encoded press, the contralateral motor channel is more negative."""
+    """Around the press, the contralateral motor channel is more negative."""
     c3, c4 = index_of("C3"), index_of("C4")
-    press = np.round((windows["rt_encoded"] - 0.5) * 100).astype(int) - 3
+    press = np.round((windows["rt"] - 0.5) * 100).astype(int) - 3
     inside = (press >= 0) & (press < 200)
     rows = np.flatnonzero(inside)
     lateral = windows["eeg"][rows, c3, press[inside]] - windows["eeg"][rows, c4, press[inside]]

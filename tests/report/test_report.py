@@ -59,7 +59,6 @@ def _comparison() -> dict[str, Any]:
             {"name": "champion", "kind": "champion", "model": "baseline",
              "since": "2026-11-20", "nrmse": 0.74, "rmse_s": 0.30},
             {"name": "mean predictor", "kind": "reference", "nrmse": 1.003, "rmse_s": 0.41},
-            {"name": "floor", "kind": "reference", "nrmse": 0.5, "rmse_s": 0.2},
         ],
         "decision": {"promoted": True, "model": "hybrid", "reason": REASON,
                      "previous": {"model": "baseline", "nrmse": 0.74}},
@@ -161,7 +160,7 @@ def test_renders_both_files_with_every_section(night):
     assert _banner_class(html) == "promoted"
     assert "Promoted hybrid" in html and REASON in html
     assert "took 18 min 00 s" in html  # 02:00 to 02:18
-    for name in ("baseline", "hybrid", "champion", "mean predictor", "floor"):
+    for name in ("baseline", "hybrid", "champion", "mean predictor"):
         assert f'<td class="name">{name}' in html
     for nrmse in ("0.710", "0.740", "1.003", "0.500"):
         assert f'<td class="num">{nrmse}</td>' in html

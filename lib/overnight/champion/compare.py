@@ -1,6 +1,6 @@
 """Stage compare, and rollback: every model of the night and the champion scored on the
-same validation windows, beside the mean predictor and (on synthetic data, when a truth
-file is given) the floor; promotion through the gate; the comparison, written as JSON."""
+same validation windows, beside the mean predictor; promotion through the gate; the
+comparison, written as JSON."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from overnight.champion.submission import predict_with_submission
 from overnight.config import CompareConfig
 from overnight.evaluation import (
     feature_shuffles,
-    floor_predictions,
     importance_of,
     interval,
     load_trained_model,
@@ -53,11 +52,9 @@ _TIMED_WINDOWS = 32  # validation windows each model answers one at a time, time
 
 def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
                         submission_dir: Path, out_path: Path, cfg: CompareConfig,
-                        truth_tsv: Path | None = None,
                         features_path: Path | None = None) -> dict[str, Any]:
-    """Score tonight's models, the champion, the mean predictor and, when ``truth_tsv`` (a
-    synthetic tree's ``truth.tsv``) is given, the floor on the same validation windows;
-    promote through the gate; write ``out_path`` (JSON).
+    """Score tonight's models, the champion and the mean predictor on the same validation
+    windows; promote through the gate; write ``out_path`` (JSON).
 
     First the blend of the night's models is fitted on their tune predictions
     (``blend.fit_blend``, with ``cfg.blend``): a row like the others.
@@ -70,15 +67,7 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
     An install a kill interrupted is finished (or discarded) first. A champion whose files
     no longer match ``champion.json`` is neither scored nor replaced: the comparison's
     ``champion_integrity`` says what differs and how to mend it.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``truth_tsv`` is given but does not exist.
     """
-    if truth_tsv is not None and not truth_tsv.is_file():
-        raise FileNotFoundError(f"truth_tsv={str(truth_tsv)!r}: no such file (the floor row "
-                                "needs the synthetic generator's truth.tsv)")
     recovered = recover_install(submission_dir)
     split = read_split(split_path)
     val = load_windows(windows_path, split["val"])
@@ -120,10 +109,6 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
 
     train_mean = _train_mean_rt(windows_path, split["train"])
     references = {"mean predictor": np.full_like(y_true, train_mean)}
-    floor = (floor_predictions(truth_tsv, val.subject, val.run, val.trial)
-             if truth_tsv is not None else None)
-    if floor is not None:
-        references["floor"] = floor
     rows += [_reference_row(name, y_true, pred) for name, pred in references.items()]
 
     paired_wins, resampled = _add_intervals(rows, y_true, {**predictions, **references},

@@ -10,11 +10,13 @@ time axis):
   and the ground truth in ``derivatives/synth/`` (``truth.tsv``, ``synth.json``).
 - ``simulate_windows`` returns Challenge 1 windows (stimulus +0.5..+2.5 s) directly.
 
-The model of a trial: ``rt = rt_encoded + unexplained``, the unexplained part holding
-``unexplained_rt_share`` of the RT variance. The EEG is built from ``rt_encoded`` only: a
-centro-parietal positivity (CPP) that ramps to a bound reached at the encoded response,
-beta desynchronisation and a motor potential over the motor cortex contralateral to the
-responding hand. Background: 1/f noise from spatially smooth sources plus sensor noise,
+The model of a trial: the decision is reached at ``rt_encoded`` and the button is pressed
+at ``rt = rt_encoded + unexplained``, the unexplained part (the motor time's variability)
+holding ``unexplained_rt_share`` of the RT variance. A centro-parietal positivity (CPP)
+ramps to a bound reached at the decision; beta desynchronisation and a motor potential
+over the motor cortex contralateral to the responding hand are locked to the press itself,
+as they are in real recordings (the press the events record is where the motor cortex
+acts). Background: 1/f noise from spatially smooth sources plus sensor noise,
 occipital alpha and frontal blinks; ``Cz`` (the reference) is flat. Units are volts and
 every timing is in seconds, so 100 Hz and 500 Hz share the same physics. Everything is
 deterministic from the seed; subject ``i`` draws from child ``i + 1`` of
@@ -116,9 +118,9 @@ BLINK_V = 1e-4  # typical blink peak at the frontal pole
 BLINK_RATE_HZ = 0.2
 BLINK_S = 0.3  # blink duration (raised cosine)
 
-# Task signals (volts, seconds), all placed at the encoded response. The amplitudes are
-# those of children's large ERPs rather than adults': with 1e-4 V of background, a small
-# CNN on ~2,000 windows then reaches a validation NRMSE of about 0.75 (0.66 on 8,000).
+# Task signals (volts, seconds): the CPP at the decision, the motor signals at the press.
+# The amplitudes are those of children's large ERPs rather than adults', against 1e-4 V of
+# background.
 CPP_BOUND_V = 5e-5  # CPP at the bound, centred between CPz and Pz
 CPP_ONSET_S = (0.2, 0.3)  # CPP build-up starts this long after the stimulus
 CPP_DECAY_S = 0.3  # linear fall back to zero after the response
@@ -166,7 +168,7 @@ class _Responses:
     """Behaviour of n trials that get a response."""
 
     rt_s: np.ndarray  # what the press says, on the sample grid
-    rt_encoded_s: np.ndarray  # what the EEG carries
+    rt_encoded_s: np.ndarray  # when the decision is reached (the CPP's bound)
     target_right: np.ndarray  # bool: right_target
     hand_right: np.ndarray  # bool: pressed with the right hand
 
@@ -316,6 +318,7 @@ def simulate_windows(n_windows: int, *, n_subjects: int, sfreq_hz: float = 100.0
             rt_encoded = responses.rt_encoded_s[part, None]
             stim = np.full_like(rt_encoded, stim_s)
             segments = _simulate_eeg(rng, subject, times_s, sfreq_hz, stim, rt_encoded,
+                                     responses.rt_s[part, None],
                                      responses.hand_right[part, None])
             out["eeg"][rows[part]] = segments[..., window]
     if margin:
@@ -613,11 +616,12 @@ def _blinks(rng: np.random.Generator, n_segments: int, times_s: np.ndarray) -> n
 
 def _simulate_eeg(rng: np.random.Generator, subject: _Subject, times_s: np.ndarray,
                   sfreq_hz: float, stim_s: np.ndarray, rt_encoded_s: np.ndarray,
-                  hand_right: np.ndarray) -> np.ndarray:
+                  rt_s: np.ndarray, hand_right: np.ndarray) -> np.ndarray:
     """EEG of segments sharing one time axis, in volts: (n_segments, N_CHANS, n_times).
 
-    ``stim_s``, ``rt_encoded_s`` and ``hand_right`` are (n_segments, n_trials): the
-    responded trials of each segment, stimuli on ``times_s``.
+    ``stim_s``, ``rt_encoded_s`` (the decision), ``rt_s`` (the press) and ``hand_right``
+    are (n_segments, n_trials): the responded trials of each segment, stimuli on
+    ``times_s``.
     """
     n_segments = stim_s.shape[0]
     n_times = times_s.size
@@ -625,7 +629,7 @@ def _simulate_eeg(rng: np.random.Generator, subject: _Subject, times_s: np.ndarr
                          rt_encoded_s - MIN_RISE_S)
     bound = rng.lognormal(0.0, CPP_BOUND_SD, stim_s.shape)
     t_stim_s = times_s - stim_s[..., None]  # (segments, trials, times)
-    t_press_s = t_stim_s - rt_encoded_s[..., None]
+    t_press_s = t_stim_s - rt_s[..., None]
     cpp = np.einsum("sk,skt->st", bound, _cpp(t_stim_s, onset_s[..., None],
                                                rt_encoded_s[..., None]))
     # Per hemisphere (left = C3, right = C4): contralateral to the hand moves most.
@@ -678,7 +682,8 @@ def _write_subject(root: Path, staging: Path, subject: _Subject, rng: np.random.
         has_eeg = np.isfinite(plan.rt_encoded_s)
         times_s = np.arange(math.ceil(plan.duration_s * cfg.sfreq_hz)) / cfg.sfreq_hz
         eeg = _simulate_eeg(rng, subject, times_s, cfg.sfreq_hz, plan.stim_s[None, has_eeg],
-                            plan.rt_encoded_s[None, has_eeg], plan.hand_right[None, has_eeg])
+                            plan.rt_encoded_s[None, has_eeg], plan.rt_s[None, has_eeg],
+                            plan.hand_right[None, has_eeg])
         path = eeg_path(staging, subject.label, run, cfg.fmt)
         write_recording(path, eeg[0], cfg.sfreq_hz)
         feedback = bool(rng.random() >= P_NO_FEEDBACK_COLUMN)
@@ -701,17 +706,6 @@ def _truth_rows(subject: _Subject, run: int, plan: _RunPlan) -> list[dict[str, s
              "hand": "n/a" if np.isnan(enc) else ("right" if right else "left")}
             for i, (stim, rt, enc, right) in enumerate(zip(
                 plan.stim_s, plan.rt_s, plan.rt_encoded_s, plan.hand_right, strict=True))]
-
-
-def read_encoded_rt(truth_tsv: Path) -> dict[tuple[str, int, int], float]:
-    """The RT the EEG carries, per (subject, run, trial), from a tree's ``truth.tsv``.
-
-    Trials without a response have no entry.
-    """
-    with open(truth_tsv, newline="", encoding="utf-8") as fh:
-        return {(row["participant_id"].removeprefix("sub-"), int(row["run"]), int(row["trial"])):
-                float(row["rt_encoded_s"]) for row in csv.DictReader(fh, delimiter="\t")
-                if row["rt_encoded_s"] != "n/a"}
 
 
 def _write_tsv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, str]]) -> None:

@@ -28,7 +28,7 @@ NAME_RULE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 # compare fits (overnight.champion.blend).
 BLEND_NAME = "blend"
 # Names the comparison already gives other rows, and the search's best trial's folder.
-RESERVED_NAMES = ("search", "champion", "floor", "mean-predictor", BLEND_NAME)
+RESERVED_NAMES = ("search", "champion", "mean-predictor", BLEND_NAME)
 
 ModelClass = TypeVar("ModelClass")
 
