@@ -260,11 +260,12 @@ def window_features(x: torch.Tensor, sfreq_hz: float, window_start_s: float) -> 
     if x.dim() != 3 or x.shape[1] != N_CHANS:
         raise ValueError(f"x: expected shape (B, {N_CHANS}, T), got {tuple(x.shape)}")
     p = feature_params(int(x.shape[2]), sfreq_hz, window_start_s)
-    x = x.to(torch.float64)
-    ref = x.mean(dim=1)  # (B, T) average reference
+    # Only the channels the features read become float64: a float64 copy of the whole
+    # window cost more than the features themselves.
+    ref = x.mean(dim=1, dtype=torch.float64)  # (B, T) average reference
 
     def chan(index: int) -> torch.Tensor:
-        return x[:, index] - ref  # (B, T)
+        return x[:, index].to(torch.float64) - ref  # (B, T)
 
     cpp = 0.5 * (chan(p.cpz) + chan(p.pz))  # (B, T)
     smooth = _moving_average(cpp, p.cpp_half)

@@ -120,6 +120,11 @@ class RTModel(nn.Module):
         """Response time in seconds, (B, 1), from windows (B, C, T) in volts."""
         return self.to_seconds(self.standardized_output(self.neutralize(x), features))
 
+    def own_features(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The features this model computes from the windows ``x`` (volts) when it is given
+        none, (B, F); None for a model that reads no features."""
+        return None
+
     def feature_response(self, x: torch.Tensor
                          ) -> Callable[[torch.Tensor | None], torch.Tensor]:
         """``forward`` for the windows ``x`` as a function of their features alone
@@ -135,22 +140,30 @@ class RTModel(nn.Module):
 
     def neutralize(self, x: torch.Tensor) -> torch.Tensor:
         """Non-finite samples replaced by their channel's training mean."""
+        # A NaN or an Inf anywhere makes the sum non-finite: one read of the windows
+        # settles the common case, where nothing needs replacing.
+        if torch.isfinite(x.sum()):
+            return x
         return torch.where(torch.isfinite(x), x, self.input_mean.to(x.dtype))
 
     def scale_input(self, x: torch.Tensor) -> torch.Tensor:
         """The window as the network should read it: scaled by ``normalization``, clipped
         at ``INPUT_CLIP`` standard deviations, the masked channels zero, (B, C, T)."""
+        # Each step after the first writes into the new tensor it made: on a CPU, where
+        # compare's passes are bound by memory traffic, every copy of the windows counts.
+        # (The windows never need gradients, so nothing here is kept for a backward pass.)
         if self.normalization == "window":
-            centred = x - x.mean(dim=-1, keepdim=True)
+            scaled = x - x.mean(dim=-1, keepdim=True)
             # A flat channel is all zeros once centred, and stays zero.
-            scaled = centred / centred.std(dim=-1, keepdim=True).clamp_min(1e-12)
+            scaled.div_(scaled.std(dim=-1, keepdim=True).clamp_min(1e-12))
         elif self.normalization == "gain":
-            centred = (x - x.mean(dim=-1, keepdim=True)) / self.input_std * self.input_mask
-            rms = centred.square().mean(dim=(-2, -1), keepdim=True).sqrt()
-            scaled = centred / rms.clamp_min(1e-12)  # (B, C, T) / (B, 1, 1)
+            scaled = (x - x.mean(dim=-1, keepdim=True)).div_(self.input_std)
+            scaled.mul_(self.input_mask)
+            rms = scaled.square().mean(dim=(-2, -1), keepdim=True).sqrt()
+            scaled.div_(rms.clamp_min(1e-12))  # (B, C, T) / (B, 1, 1)
         else:
-            scaled = (x - self.input_mean) / self.input_std
-        return scaled.clamp(-INPUT_CLIP, INPUT_CLIP) * self.input_mask.to(scaled.dtype)
+            scaled = (x - self.input_mean).div_(self.input_std)
+        return scaled.clamp_(-INPUT_CLIP, INPUT_CLIP).mul_(self.input_mask.to(scaled.dtype))
 
 
 class ConstantPredictor(nn.Module):

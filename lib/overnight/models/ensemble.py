@@ -14,21 +14,36 @@ from overnight.models.base import RTModel
 
 class Ensemble(nn.Module):
     """The mean of several models of one kind (seeds of one training): one module, one
-    weights file. Each member guards its own inputs and outputs, so the mean is safe too."""
+    weights file. Each member guards its own inputs and outputs, so the mean is safe too.
+    Members that read features share the ones the first computes from the window: seeds of
+    one training compute the same."""
 
     def __init__(self, members: list[RTModel]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        features = self._features(x, features)
         return torch.stack([member(x, features) for member in self.members]).mean(dim=0)
 
     def feature_response(self, x: torch.Tensor
                          ) -> Callable[[torch.Tensor | None], torch.Tensor]:
         """``forward`` for the windows ``x`` as a function of their features alone."""
         responses = [member.feature_response(x) for member in self.members]
-        return lambda features: torch.stack([respond(features)
-                                             for respond in responses]).mean(dim=0)
+        own: list[torch.Tensor | None] = []  # the window's own features, once asked for
+
+        def respond_all(features: torch.Tensor | None) -> torch.Tensor:
+            if features is None:
+                if not own:
+                    own.append(self._features(x, None))
+                features = own[0]
+            return torch.stack([respond(features) for respond in responses]).mean(dim=0)
+
+        return respond_all
+
+    def _features(self, x: torch.Tensor, features: torch.Tensor | None
+                  ) -> torch.Tensor | None:
+        return features if features is not None else self.members[0].own_features(x)
 
 
 class Blend(nn.Module):

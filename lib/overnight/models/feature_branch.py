@@ -46,6 +46,9 @@ class WithFeatures(RTModel):
 
     branch: FeatureBranch
 
+    def own_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.branch.features(self.neutralize(x))
+
     @property
     def feature_mean(self) -> torch.Tensor:
         return self.branch.feature_mean

@@ -50,6 +50,9 @@ class FeatureTrees(RTModel):
         """The trees' RT in seconds, (B, 1), from features (B, F)."""
         return self.leaf_values(features).sum(dim=1, keepdim=True) + self.base_rt
 
+    def own_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(self.neutralize(x))
+
     def standardized_output(self, x: torch.Tensor,
                             features: torch.Tensor | None = None) -> torch.Tensor:
         if features is None:
