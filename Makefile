@@ -34,12 +34,21 @@ DATE := $(shell date -d '12 hours ago' +%F 2>/dev/null || date +%F)
 endif
 WORK ?= $(RUNS)/$(DATE)
 DEMO_WORK ?= work/demo
+# make test-image's nights and images' scratch, kept for a look until its next run
+TEST_IMAGE_WORK ?= work/test-image
 LOCK ?= $(RUNS)/.lock
-# How every job runs: RUNNER=local (this virtualenv) or docker; GPU=amd, nvidia or none.
+# How every job runs: RUNNER=local (this virtualenv), docker or podman (a container engine);
+# GPU=amd, nvidia or none. ENGINE builds the image (make image): the runner's engine.
 RUNNER ?= local
+ENGINE ?= $(if $(filter podman,$(RUNNER)),podman,docker)
 GPU ?= none
 FLAVOUR := $(if $(filter amd,$(GPU)),rocm,$(if $(filter nvidia,$(GPU)),cuda,cpu))
 IMAGE ?= overnight:$(FLAVOUR)
+# make image: BASE_IMAGE replaces the Dockerfile's base, TORCH_INDEX the CPU torch's index
+# (docker/Dockerfile.cpu names both defaults); IMAGE_BUILD_FLAGS go to the engine's build.
+BASE_IMAGE ?=
+TORCH_INDEX ?=
+IMAGE_BUILD_FLAGS ?=
 FRESH ?=
 NOTIFY_CMD ?=
 export NOTIFY_CMD
@@ -78,7 +87,9 @@ export SEARCH_STORAGE
 SEARCH_MIN ?=
 SEARCH_SET ?=
 
-$(if $(filter $(RUNNER),local docker),,$(error RUNNER=$(RUNNER): expected local or docker))
+$(if $(filter $(RUNNER),local docker podman),,\
+  $(error RUNNER=$(RUNNER): expected local, docker or podman))
+$(if $(filter $(ENGINE),docker podman),,$(error ENGINE=$(ENGINE): expected docker or podman))
 $(if $(filter $(GPU),amd nvidia none),,$(error GPU=$(GPU): expected amd, nvidia or none))
 $(if $(and $(filter-out 1,$(NNODES)),$(if $(RDZV_ENDPOINT),,x)),\
   $(error NNODES=$(NNODES): set RDZV_ENDPOINT=host:port of node 0 for the rendezvous))
@@ -102,13 +113,13 @@ FEATURE_MODELS := $(call catalog,features)
 SINGLE_PROCESS_MODELS := $(call catalog,single-process)
 MODEL_MOUNTS := $(call catalog,mounts)
 
-ifeq ($(RUNNER),docker)
+ifneq ($(filter docker podman,$(RUNNER)),)
 # The chain's own tools (stage runner, night driver, status) need only the standard
-# library: a docker night needs no virtualenv on the host.
+# library: a container night needs no virtualenv on the host.
 HOST_PY := PYTHONPATH=lib$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON)
 OUT_DIRS := $(WORK) $(REPORTS) $(SUBMISSION) $(SEARCH_DIR) .numba_cache
 READY := $(OUT_DIRS)
-CONTAINER = $(HOST_PY) jobs/container.py prefix --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
+CONTAINER = $(HOST_PY) jobs/container.py prefix --engine $(RUNNER) --gpu $(GPU) --image $(IMAGE) --repo $(CURDIR) \
             $(foreach p,$(DATA) $(EXTRA_RO) $(WINDOW_PARTS),--ro $(p)) --rw $(WORK) --rw $(REPORTS) \
             --rw $(SUBMISSION) --rw $(SEARCH_DIR) $(foreach p,$(MODEL_MOUNTS),--ro $(p)) \
             $(if $(filter-out 1,$(NNODES)),--host-network) \
@@ -117,7 +128,7 @@ ifeq ($(origin JOB),undefined)
 JOB := $(shell $(CONTAINER))
 endif
 JOB_SYNTH := $(shell $(CONTAINER) --rw $(SYNTH_DATA))
-$(if $(JOB),,$(error RUNNER=docker: cannot build the docker command with $(PYTHON)))
+$(if $(JOB),,$(error RUNNER=$(RUNNER): cannot build the container command with $(PYTHON)))
 else
 HOST_PY := $(PY)
 READY := $(SETUP_STAMP)
@@ -163,7 +174,7 @@ NIGHT = $(HOST_PY) jobs/night.py --work $(WORK) --date $(DATE) --lock $(LOCK) $(
 
 .PHONY: help setup scorer-env score data demo synth overnight night-command ready preflight device check-models \
         windows features models $(TRAIN_TARGETS) compare report rollback \
-        verify image status logs install-cron test test-all test-eegnex test-eegdash lint clean \
+        verify image debian-base test-image status logs install-cron test test-all test-eegnex test-eegdash lint clean \
         distclean bench bench-windows bench-models bench-night bench-compare bench-batch-one bench-data setup-eegnex
 
 help: ## list the targets
@@ -203,8 +214,13 @@ night-command: ## print the night driver's command (cron-night.sh runs it, for i
 
 ready: | $(READY) ## create what a night needs before it starts (the virtualenv or the folders)
 
-image: ## build the container image for GPU=amd|nvidia|none from docker/Dockerfile.<flavour>
-	docker build --file docker/Dockerfile.$(FLAVOUR) --tag $(IMAGE) .
+image: ## build the image for GPU=amd|nvidia|none with ENGINE=docker|podman [BASE_IMAGE=...] [TORCH_INDEX=...]
+	$(ENGINE) build --file docker/Dockerfile.$(FLAVOUR) --tag $(IMAGE) \
+	    $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	    $(if $(TORCH_INDEX),--build-arg TORCH_INDEX=$(TORCH_INDEX)) $(IMAGE_BUILD_FLAGS) .
+
+debian-base: ## base images with no registry: Debian by mmdebstrap, then Python (BASE_IMAGE for GPU=none)
+	sh docker/debian-base.sh $(ENGINE)
 
 status: ## the night now: running stage, progress, elapsed time, the search's study, GPU use, last log lines
 	@$(HOST_PY) jobs/status.py --work $(WORK) --lock $(LOCK)
@@ -258,7 +274,7 @@ verify: | $(READY) ## check the submission: its files against champion.json, the
 score: | $(READY) ## score ZIP (default: the submission's zip) on the release DATA as the challenge's scorer does, one window at a time, in the scorer's environment (make scorer-env)
 	$(PY) jobs/score.py $(CFG) --zip $(ZIP) --data $(DATA)
 
-$(SYNTH_DATA)/dataset_description.json: | $(READY) $(if $(filter docker,$(RUNNER)),$(SYNTH_DATA))
+$(SYNTH_DATA)/dataset_description.json: | $(READY) $(if $(filter docker podman,$(RUNNER)),$(SYNTH_DATA))
 	$(STAGE) synth -- $(JOB_SYNTH) jobs/synth.py $(CFG) --out $(SYNTH_DATA)
 
 ifeq ($(WINDOW_PARTS),)
@@ -297,8 +313,8 @@ $(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION) --out $@ \
 	    $(if $(wildcard $(FEATURES)),--features $(FEATURES))
 
-ifeq ($(RUNNER),docker)
-# docker mounts only folders that exist: create the outputs first, as the calling user.
+ifneq ($(filter docker podman,$(RUNNER)),)
+# the engines mount only folders that exist: create the outputs first, as the calling user.
 $(sort $(OUT_DIRS) $(SYNTH_DATA)):
 	mkdir -p $@
 endif
@@ -351,8 +367,13 @@ test-eegnex: setup ## the EEGNeX tests (after make setup-eegnex, or in a contain
 test-eegdash: setup ## rerun eegdash's own trial logic on R1's real events (tests/data/hbn-r1)
 	$(PY) -m pytest -q -m eegdash
 
-test-all: setup ## every test, slow ones included (GPU tests run when a GPU is visible)
-	$(PY) -m pytest -q -m "not gpu"
+test-all: setup ## every test but make test-image's, slow ones included (GPU tests run when a GPU is visible)
+	$(PY) -m pytest -q -m "not gpu and not image"
+
+test-image: setup ## build the CPU image with Podman and run the demo's night in it (~20 min, 3 GB; root installs Podman)
+	sh tests/image/install-podman.sh
+	mkdir -p $(dir $(TEST_IMAGE_WORK))
+	$(PY) -m pytest -q -s -m image --basetemp $(TEST_IMAGE_WORK) tests/image
 
 lint: setup ## ruff on the code
 	$(PY) -m ruff check lib jobs tests bench examples

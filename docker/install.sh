@@ -2,7 +2,7 @@
 # Shared by docker/Dockerfile.*: install the project into the base image's Python and add
 # the non-root user. The GPU images keep the torch they came with (ROCm or CUDA build):
 # requirements-runtime.txt has no torch, and the build fails if the version changed.
-# --cpu-torch installs the CPU wheel of the torch that requirements.txt pins.
+# --cpu-torch installs the CPU wheel of the torch that requirements.txt pins, from TORCH_INDEX.
 set -eu
 
 apt-get update
@@ -11,8 +11,12 @@ apt-get install --yes --no-install-recommends git
 rm -rf /var/lib/apt/lists/*
 
 if [ "${1:-}" = "--cpu-torch" ]; then
-    python -m pip install "$(grep '^torch==' requirements.txt)" \
-        --index-url https://download.pytorch.org/whl/cpu
+    # torch alone from TORCH_INDEX (the CPU build), then its dependencies from pip's index:
+    # a mirror of the one wheel is enough, and PyPI's CUDA build of the same version is
+    # never chosen in its place.
+    torch_pin=$(grep '^torch==' requirements.txt)
+    python -m pip install --no-deps --index-url "${TORCH_INDEX:?set TORCH_INDEX}" "$torch_pin"
+    python -m pip install "$torch_pin"
 fi
 torch_before=$(python -c 'import torch; print(torch.__version__)')
 python -m pip install -r requirements-runtime.txt

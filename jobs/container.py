@@ -1,11 +1,13 @@
-"""The docker runner for the Makefile: print the job prefix, or check that it can run.
+"""The container runner for the Makefile: print the job prefix, or check that it can run.
 
-    python jobs/container.py prefix --gpu amd --image overnight:rocm --ro DATA --rw WORK ...
-    python jobs/container.py check --gpu amd --image overnight:rocm
+    python jobs/container.py prefix --engine podman --gpu amd --image overnight:rocm \
+        --ro DATA --rw WORK ...
+    python jobs/container.py check --engine docker --gpu amd --image overnight:rocm
 
-``prefix`` prints the ``docker run ... python`` words (shell-quoted) that go in front of a
-job; it runs nothing, so ``make -n`` can show it. ``check`` exits 1 with the fix when docker,
-its daemon, the image or the GPU devices are missing. Standard library only (host side).
+``prefix`` prints the ``<engine> run ... python`` words (shell-quoted) that go in front of a
+job; it runs nothing, so ``make -n`` can show it. ``check`` exits 1 with the fix when the
+engine, its daemon or socket, the permission to use it, the image or the GPU devices are
+missing. Standard library only (host side).
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from overnight.night.container import GPU_KINDS, check_docker, docker_prefix, shell_words
+from overnight.night.container import (
+    ENGINES,
+    GPU_KINDS,
+    check_engine,
+    container_prefix,
+    shell_words,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("prefix", "check"))
+    parser.add_argument("--engine", required=True, choices=ENGINES, help="container engine")
     parser.add_argument("--gpu", required=True, choices=GPU_KINDS, help="GPU kind")
     parser.add_argument("--image", required=True, help="image to run, e.g. overnight:rocm")
     parser.add_argument("--repo", type=Path, default=Path.cwd(),
@@ -32,14 +41,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the host's network (training across nodes)")
     args = parser.parse_args(argv)
     if args.action == "check":
-        problem = check_docker(args.image, args.gpu)
+        problem = check_engine(args.engine, args.image, args.gpu)
         if problem:
-            print(f"RUNNER=docker: {problem}", file=sys.stderr)
+            print(f"RUNNER={args.engine}: {problem}", file=sys.stderr)
             return 1
-        print(f"RUNNER=docker: docker and image {args.image} ready (GPU={args.gpu})")
+        print(f"RUNNER={args.engine}: {args.engine} and image {args.image} ready "
+              f"(GPU={args.gpu})")
         return 0
-    print(shell_words(docker_prefix(args.gpu, args.image, args.repo, args.ro, args.rw,
-                                    host_network=args.host_network)))
+    print(shell_words(container_prefix(args.engine, args.gpu, args.image, args.repo, args.ro,
+                                       args.rw, host_network=args.host_network)))
     return 0
 
 

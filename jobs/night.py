@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 
 from overnight.config import load_config
-from overnight.night.container import GPU_KINDS
+from overnight.night.container import ENGINES, GPU_KINDS
 from overnight.night.driver import Night, dry_run, exit_code_table, run_night, run_preflight
 
 
@@ -33,9 +33,10 @@ def main(argv: list[str] | None = None) -> int:
                              "enough give windows")
     parser.add_argument("--make", required=True,
                         help="the command that runs a make target, e.g. 'make -C REPO'")
-    parser.add_argument("--runner", required=True, choices=("local", "docker"))
+    parser.add_argument("--runner", required=True, choices=("local", *ENGINES))
     parser.add_argument("--gpu", required=True, choices=GPU_KINDS)
-    parser.add_argument("--image", required=True, help="the image the jobs run in (docker)")
+    parser.add_argument("--image", required=True,
+                        help="the image the jobs run in (docker, podman)")
     parser.add_argument("--config", type=Path, default=None,
                         help="config file: its [night] section holds the models and the "
                              "time limits")

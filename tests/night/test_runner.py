@@ -81,16 +81,40 @@ def test_command_that_cannot_start(tmp_path):
     assert "cannot start" in _status(tmp_path, "windows")["error"]
 
 
-def test_docker_exit_125_names_the_fix(tmp_path, monkeypatch):
-    fake = tmp_path / "bin" / "docker"
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_engine_exit_125_names_the_fix(tmp_path, monkeypatch, engine):
+    fake = tmp_path / "bin" / engine
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\necho 'Unable to find image overnight:rocm locally' >&2\n"
                     "exit 125\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
 
-    assert run_stage("windows", ["docker", "run", "overnight:rocm"], NightFolder(tmp_path)) == 125
-    assert "make image" in _status(tmp_path, "windows")["error"]
+    assert run_stage("windows", [engine, "run", "overnight:rocm"], NightFolder(tmp_path)) == 125
+    error = _status(tmp_path, "windows")["error"]
+    assert error.startswith(f"{engine} could not start the container") and "make image" in error
+
+
+def test_a_timed_out_container_is_removed_by_the_name_it_ran_under(tmp_path, monkeypatch):
+    # The client of a deaf container is killed at the limit; the container itself lives on
+    # in the engine (tests/image runs this against a real one): the runner removes it.
+    fake = tmp_path / "bin" / "podman"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+if [ "$1" = run ]; then echo "$3" > {tmp_path}/ran; trap '' TERM; while :; do sleep 1; done; fi
+if [ "$1" = rm ]; then echo "$3" > {tmp_path}/removed; echo "$3"; fi
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+
+    code = run_stage("train-baseline", ["podman", "run", "--rm", "img", "python"],
+                     NightFolder(tmp_path), limit=TimeLimit(1.0, grace_s=0.5))
+    assert code == TIMED_OUT_EXIT
+    name = (tmp_path / "ran").read_text().strip()
+    assert name.startswith("overnight-train-baseline-")
+    assert (tmp_path / "removed").read_text().strip() == name
+    log = (tmp_path / "logs" / "train-baseline.log").read_text()
+    assert f"removed container {name}" in log
 
 
 def test_stamped_keeps_lines_that_carry_a_time():

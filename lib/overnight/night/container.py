@@ -1,20 +1,24 @@
-"""The docker runner: the command prefix that runs a job in a container, and its checks.
+"""The container runner: the command prefix that runs a job in a container, and its checks.
 
-``docker_prefix`` builds ``docker run ... IMAGE python`` for one GPU kind; the Makefile puts
-it in front of every job (``RUNNER=docker``), so the jobs themselves never change. Paths
+``container_prefix`` builds ``<engine> run ... IMAGE python`` for one engine (Docker or
+Podman) and one GPU kind; the Makefile puts it in front of every job (``RUNNER=docker`` or
+``RUNNER=podman``), so the jobs themselves never change. Paths
 are mounted at the same absolute path inside the container as on the host, so every path
 on a job's command line means the same file on both sides; the checkout's ``lib/`` comes
 first on ``PYTHONPATH``, so the container runs this checkout's code, not the copy baked
-into the image. ``check_docker`` says, before a night starts, what is missing and how to
-fix it.
+into the image. ``check_engine`` says, before a night starts, what is missing and how to
+fix it. ``with_name`` gives each stage's container a name of its own, so that the stage
+runner can remove a container that outlived its stopped client (``remove``).
 
-Standard library only: this runs on the host, which needs no virtualenv for a docker night.
+Standard library only: this runs on the host, which needs no virtualenv for a container
+night.
 """
 
 from __future__ import annotations
 
 import grp
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -24,6 +28,7 @@ from pathlib import Path
 from overnight.checks import absolute
 from overnight.config import SEARCH_STORAGE_ENV
 
+ENGINES = ("docker", "podman")  # the RUNNER values that run jobs in containers
 GPU_KINDS = ("amd", "nvidia", "none")
 IMAGE_FLAVOURS = {"amd": "rocm", "nvidia": "cuda", "none": "cpu"}  # docker/Dockerfile.<flavour>
 CONTAINER_LABEL = "org.overnight.checkout"  # marks our containers, to find ones left running
@@ -42,13 +47,21 @@ _PASSTHROUGH = {
 # What the jobs read from the environment whatever the GPU: the search's shared storage
 # (a URL with a password, which must not show on a command line).
 _JOB_ENVIRONMENT = (SEARCH_STORAGE_ENV,)
+# --ipc=host on NVIDIA: NCCL's shared memory between the torchrun processes of one container
 _GPU_FLAGS = {
-    "amd": ("--device=/dev/kfd", "--device=/dev/dri", "--group-add", "video", "--ipc=host",
-            f"--shm-size={SHM_SIZE}", "--security-opt", "seccomp=unconfined"),
-    # --ipc=host: NCCL's shared memory between the torchrun processes of one container
-    "nvidia": ("--gpus", "all", "--ipc=host"),
+    "amd": ("--device=/dev/kfd", "--device=/dev/dri", "--ipc=host", f"--shm-size={SHM_SIZE}",
+            "--security-opt", "seccomp=unconfined"),
+    "nvidia": ("--ipc=host",),
     "none": (),
 }
+# Podman reaches NVIDIA GPUs through CDI (nvidia-ctk cdi generate), as NVIDIA documents.
+_NVIDIA_DEVICES = {"docker": ("--gpus", "all"), "podman": ("--device", "nvidia.com/gpu=all")}
+# Podman on an SELinux host (Fedora, RHEL) denies reads of unlabelled bind mounts; relabelling
+# the user's checkout and data (:z) would change their files, so the label is not applied.
+_PODMAN_FLAGS = ("--security-opt", "label=disable")
+# Rootless Podman maps the caller to root in the container; keep-id maps them to their own
+# uid, so the files a job writes are theirs.
+_ROOTLESS_FLAGS = ("--userns=keep-id",)
 
 
 def image_name(gpu: str) -> str:
@@ -57,18 +70,21 @@ def image_name(gpu: str) -> str:
     return f"overnight:{IMAGE_FLAVOURS[gpu]}"
 
 
-def docker_prefix(gpu: str, image: str, repo: str | os.PathLike[str],
-                  read_only: Sequence[str | os.PathLike[str]] = (),
-                  read_write: Sequence[str | os.PathLike[str]] = (),
-                  user: tuple[int, int] | None = None,
-                  render_gid: int | None = None, host_network: bool = False) -> list[str]:
-    """The ``docker run`` words that run ``python`` in ``image``; append the job's arguments.
+def container_prefix(engine: str, gpu: str, image: str, repo: str | os.PathLike[str],
+                     read_only: Sequence[str | os.PathLike[str]] = (),
+                     read_write: Sequence[str | os.PathLike[str]] = (),
+                     user: tuple[int, int] | None = None, render_gid: int | None = None,
+                     host_network: bool = False, rootless: bool | None = None) -> list[str]:
+    """The ``<engine> run`` words that run ``python`` in ``image``; append the job's arguments.
 
     Parameters
     ----------
+    engine : {"docker", "podman"}
+        The container engine. Docker may also be Podman's Docker-compatible socket
+        (``DOCKER_HOST=unix:///run/podman/podman.sock``): the words are Docker's.
     gpu : {"amd", "nvidia", "none"}
         Which GPU the container gets (AMD: ROCm devices, groups, IPC, shared memory and
-        seccomp; NVIDIA: ``--gpus all``).
+        seccomp; NVIDIA: ``--gpus all`` with Docker, the CDI device with Podman).
     image : str
         The image to run, e.g. ``overnight:rocm`` (``make image`` builds it).
     repo : str or path-like
@@ -83,32 +99,40 @@ def docker_prefix(gpu: str, image: str, repo: str | os.PathLike[str],
     render_gid : int, optional
         GID of the host's ``render`` group for AMD (default: looked up; skipped when the
         host has none).
+    rootless : bool, optional
+        Podman runs without root (default: the caller is not root): the caller keeps their
+        uid and groups in the container.
 
     Returns
     -------
     list of str
-        ``docker run --rm ... IMAGE python``.
+        ``<engine> run --rm ... IMAGE python``.
 
     Raises
     ------
     TypeError
         A path or the image is not a string or path.
     ValueError
-        An unknown ``gpu``, an empty image name, or a path docker's ``--mount`` cannot
+        An unknown engine or ``gpu``, an empty image name, or a path ``--mount`` cannot
         express (one with a comma).
     """
+    _check_engine_name(engine)
     _check_gpu(gpu)
     if not isinstance(image, str) or not image.strip():
         raise ValueError(f"image={image!r}: expected an image name such as "
                          f"{image_name(gpu)!r} (make image builds it)")
     repo_path = absolute(repo, "repo")
     uid, gid = user if user is not None else (os.getuid(), os.getgid())
-    words = ["docker", "run", "--rm", "--init", "--label", f"{CONTAINER_LABEL}={repo_path}",
+    rootless_podman = engine == "podman" and (os.getuid() != 0 if rootless is None
+                                              else rootless)
+    words = [engine, "run", "--rm", "--init", "--label", f"{CONTAINER_LABEL}={repo_path}",
              "--user", f"{uid}:{gid}", *_GPU_FLAGS[gpu]]
+    if gpu == "nvidia":
+        words += _NVIDIA_DEVICES[engine]
     if gpu == "amd":
-        gid_render = _group_id("render") if render_gid is None else render_gid
-        if gid_render is not None:
-            words += ["--group-add", str(gid_render)]
+        words += _amd_groups(rootless_podman, render_gid)
+    if engine == "podman":
+        words += [*_PODMAN_FLAGS, *(_ROOTLESS_FLAGS if rootless_podman else ())]
     for path, mode in _mounts(repo_path, read_only, read_write):
         words += ["--mount", _mount_spec(path, mode)]
     if Path("/etc/localtime").exists():  # job logs in the host's time zone, as the runner's
@@ -124,6 +148,16 @@ def docker_prefix(gpu: str, image: str, repo: str | os.PathLike[str],
     return [*words, image, "python"]
 
 
+def _amd_groups(rootless_podman: bool, render_gid: int | None) -> list[str]:
+    """The groups that may open /dev/kfd and /dev/dri: video and the host's render group,
+    or, for rootless Podman (where the container has no such gids), the caller's own."""
+    if rootless_podman:
+        return ["--group-add", "keep-groups"]
+    gid_render = _group_id("render") if render_gid is None else render_gid
+    return ["--group-add", "video",
+            *(["--group-add", str(gid_render)] if gid_render is not None else [])]
+
+
 def _mounts(repo: Path, read_only: Sequence[str | os.PathLike[str]],
             read_write: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
     """(path, "ro"|"rw") in a stable order: the checkout, then the given paths; rw wins."""
@@ -137,34 +171,34 @@ def _mounts(repo: Path, read_only: Sequence[str | os.PathLike[str]],
 
 def _mount_spec(path: Path, mode: str) -> str:
     if "," in str(path):
-        raise ValueError(f"path {str(path)!r}: docker --mount cannot take a path with a "
+        raise ValueError(f"path {str(path)!r}: --mount cannot take a path with a "
                          "comma; rename the folder")
     spec = f"type=bind,source={path},target={path}"
     return spec + ",readonly" if mode == "ro" else spec
 
 
-def check_docker(image: str, gpu: str,
+def check_engine(engine: str, image: str, gpu: str,
                  run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None,
                  which: Callable[[str], str | None] = shutil.which) -> str | None:
-    """What stops ``image`` from running tonight, with the fix; None when nothing does.
+    """What stops ``image`` from running tonight under ``engine``, in one line that names
+    the fix; None when nothing does.
 
-    Checks, in order: the ``docker`` command, the daemon, the image, and for a GPU kind
-    the device files it passes in.
+    Checks, in order: the engine's command, that it answers (the daemon or socket, and the
+    permission to use it), the image, and for a GPU kind the device files it passes in.
     """
+    _check_engine_name(engine)
     _check_gpu(gpu)
     run = run or _run_quietly
-    if which("docker") is None:
-        return ("docker not found on PATH: install Docker Engine "
-                "(https://docs.docker.com/engine/install/) or run with RUNNER=local")
-    info = run(["docker", "info", "--format", "{{.ServerVersion}}"])
+    if which(engine) is None:
+        return f"{engine} not found on PATH: {_INSTALL[engine]}, or run with RUNNER=local"
+    info = run([engine, "info", "--format", "{{.Host.Arch}}" if engine == "podman"
+                else "{{.ServerVersion}}"])
     if info.returncode != 0:
-        return ("cannot reach the Docker daemon (docker info: "
-                f"{_last_line(info.stderr)}): start it (sudo systemctl start docker) and "
-                "make sure this user may use it (sudo usermod -aG docker $USER, then log in "
-                "again)")
-    inspect = run(["docker", "image", "inspect", "--format", "{{.Id}}", image])
+        return _unreachable(engine, _last_line(info.stderr))
+    inspect = run([engine, "image", "inspect", "--format", "{{.Id}}", image])
     if inspect.returncode != 0:
-        return f"docker image {image} not found: build it with `make image GPU={gpu}`"
+        return (f"{engine} has no image {image}: build it with "
+                f"`make image ENGINE={engine} GPU={gpu}`")
     missing = [d for d in _GPU_DEVICES.get(gpu, ()) if not Path(d).exists()]
     if missing:
         return (f"GPU={gpu} but {', '.join(missing)} does not exist on this host: install "
@@ -172,18 +206,67 @@ def check_docker(image: str, gpu: str,
     return None
 
 
+_INSTALL = {"docker": "install Docker Engine (https://docs.docker.com/engine/install/)",
+            "podman": "install Podman (apt-get install podman, dnf install podman)"}
+
+
+# How a refusal reads: Docker's socket, or rootless Podman with no subordinate ids
+_REFUSED = ("permission denied", "operation not permitted", "subuid", "newuidmap")
+
+
+def _unreachable(engine: str, error: str) -> str:
+    """Why ``engine info`` failed, as the fix: permission, a stopped daemon or socket."""
+    said = f"{engine} info: {error}"
+    if any(sign in error.lower() for sign in _REFUSED):
+        if engine == "docker":
+            return (f"this user may not use the Docker daemon ({said}): sudo usermod -aG "
+                    "docker $USER, then log in again (or use RUNNER=podman, rootless)")
+        return (f"this user may not run Podman ({said}): give them subordinate ids "
+                "(sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 "
+                "$USER), then podman system migrate")
+    if engine == "docker":
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        return (f"cannot reach the Docker daemon at {where} ({said}): start it (sudo "
+                "systemctl start docker), or for Podman's socket, systemctl --user start "
+                "podman.socket and set DOCKER_HOST")
+    if "no such file or directory" in error.lower():
+        return (f"podman cannot reach a folder it needs ({said}): rootless Podman keeps its "
+                "images under the user's home, so run the night as a user who has one")
+    return (f"podman does not answer ({said}): for a remote engine (CONTAINER_HOST), start "
+            "its service (systemctl --user start podman.socket); otherwise podman system "
+            "migrate, or reinstall Podman")
+
+
 _GPU_DEVICES = {"amd": ("/dev/kfd", "/dev/dri")}
 
 
-def stale_containers(repo: str | os.PathLike[str],
+def stale_containers(engine: str, repo: str | os.PathLike[str],
                      run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None
                      ) -> list[str]:
     """IDs of containers this checkout started that still run (left by a killed night)."""
     run = run or _run_quietly
     repo_path = absolute(repo, "repo")
-    listed = run(["docker", "ps", "--quiet", "--filter",
+    listed = run([engine, "ps", "--quiet", "--filter",
                   f"label={CONTAINER_LABEL}={repo_path}"])
     return listed.stdout.split() if listed.returncode == 0 else []
+
+
+def with_name(command: Sequence[str], stage: str) -> tuple[list[str], str | None]:
+    """``command`` with a container name of its own when it is ``<engine> run ...``, and
+    that name (None for any other command): ``overnight-<stage>-<random>``."""
+    words = list(command)
+    if len(words) < 2 or Path(words[0]).name not in ENGINES or words[1] != "run":
+        return words, None
+    name = f"overnight-{stage}-{secrets.token_hex(4)}"
+    return [*words[:2], "--name", name, *words[2:]], name
+
+
+def remove(engine: str, name: str,
+           run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None) -> bool:
+    """Kill and remove the container ``name`` (one whose client was stopped: a container
+    deaf to SIGTERM outlives it); True when there was one to remove."""
+    removed = (run or _run_quietly)([engine, "rm", "--force", name])
+    return removed.returncode == 0 and bool(removed.stdout.strip())
 
 
 def shell_words(words: Sequence[str]) -> str:
@@ -203,6 +286,11 @@ def _group_id(name: str) -> int | None:
         return grp.getgrnam(name).gr_gid
     except KeyError:
         return None
+
+
+def _check_engine_name(engine: object) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: expected one of {', '.join(ENGINES)}")
 
 
 def _check_gpu(gpu: object) -> None:

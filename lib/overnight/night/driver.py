@@ -93,9 +93,9 @@ class Night:
     preflight_subjects: int  # subjects that must give windows in the preflight
     preflight_max_subjects: int  # subjects its slice links, read until enough give windows
     make: tuple[str, ...]  # the command that makes a target, e.g. ("make", "-C", repo)
-    runner: str  # "local" or "docker" (check docker first, stop stale containers)
-    gpu: str  # with runner "docker": the GPU kind the image is for
-    image: str  # with runner "docker": the image the jobs run in
+    runner: str  # "local" or a container engine (check it first, stop stale containers)
+    gpu: str  # with a container runner: the GPU kind the image is for
+    image: str  # with a container runner: the image the jobs run in
     fresh: bool = False  # start the night over
     notify_cmd: str | None = None  # run at the end with the outcome (sh -c)
     # [night]: the models it trains (the stages it makes) and the time limits
@@ -200,9 +200,9 @@ def dry_run(night: Night, preflight_only: bool = False) -> int:
     pre = night.folder.preflight
     print(f"# overnight: dry run of the night {night.date} in {night.work_dir} "
           "(each step is a make target; make skips what is done)", flush=True)
-    if night.runner == "docker":
-        print(f"# preflight: check docker, its daemon and the image {night.image} "
-              f"(GPU={night.gpu})", flush=True)
+    if night.runner in container.ENGINES:
+        print(f"# preflight: check {night.runner}, that it answers, and the image "
+              f"{night.image} (GPU={night.gpu})", flush=True)
     try:
         print(f"# models: {', '.join(night.catalog.night)}", flush=True)
     except ValueError as exc:
@@ -234,8 +234,8 @@ def _run_locked(night: Night) -> int:
               "make redoes it if its output is missing", flush=True)
     for path in atomic.remove_partial_files(night.work_dir):
         print(f"removed {path}: half-written by the interrupted attempt", flush=True)
-    if night.runner == "docker":
-        _stop_stale_containers()
+    if night.runner in container.ENGINES:
+        _stop_stale_containers(night.runner)
 
     preflight_ok = _preflight(night)
     make_failed = []
@@ -303,11 +303,12 @@ def _prepare_preflight(night: Night, say: Callable[[str], None]) -> None:
     pre = night.folder.preflight
     catalog = night.catalog
     say("models: " + "; ".join(e.describe() for e in catalog.night_entries()))
-    if night.runner == "docker":
-        problem = container.check_docker(night.image, night.gpu)
+    if night.runner in container.ENGINES:
+        problem = container.check_engine(night.runner, night.image, night.gpu)
         if problem:
-            raise RuntimeError(f"RUNNER=docker: {problem}")
-        say(f"RUNNER=docker: docker and image {night.image} ready (GPU={night.gpu})")
+            raise RuntimeError(f"RUNNER={night.runner}: {problem}")
+        say(f"RUNNER={night.runner}: {night.runner} and image {night.image} ready "
+            f"(GPU={night.gpu})")
     if pre.root.exists():
         shutil.rmtree(pre.root)
     summary = make_slice(night.data, pre.bids, night.preflight_max_subjects)
@@ -403,12 +404,12 @@ def _check_removable(work_dir: Path) -> None:
                          "to a night folder such as runs/<date>")
 
 
-def _stop_stale_containers() -> None:
-    stale = container.stale_containers(Path.cwd())
+def _stop_stale_containers(engine: str) -> None:
+    stale = container.stale_containers(engine, Path.cwd())
     if stale:
         print(f"stopping {len(stale)} container(s) left running by a killed night: "
               f"{' '.join(stale)}", flush=True)
-        subprocess.run(["docker", "rm", "--force", *stale], check=False)
+        subprocess.run([engine, "rm", "--force", *stale], check=False)
 
 
 def _start_attempt(night: Night, started: float) -> dict[str, Any]:

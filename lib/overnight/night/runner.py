@@ -1,13 +1,15 @@
 """Runs one stage of the chain: its command, its log, its status record.
 
 The command is whatever the Makefile's ``JOB`` prefix makes of the job (a local Python, or
-``docker run ... python`` with ``RUNNER=docker``); the runner only times it, copies its
+``docker run ... python`` with ``RUNNER=docker``, ``podman run`` with ``RUNNER=podman``);
+the runner only times it, copies its
 output to our stdout and, each line stamped with the time, into the stage's log, and writes
 its status record (``night.records``): start, end, seconds, exit code and, when it failed,
 the error line read from its output (the exception, not make's echo of it).
 
 A stage has a time limit: past it, the command and every process it started get SIGTERM,
-then SIGKILL after a grace period, and the stage is "timed out". The command stays in the
+then SIGKILL after a grace period, and the stage is "timed out"; a container the stopped
+client leaves behind (its job deaf to SIGTERM) is removed by its name. The command stays in the
 night's process group, so a signal to the night (Ctrl-C, a kill of the group) still reaches
 every job; the processes to stop are found by walking the process tree (Linux ``/proc``),
 and the runner adopts the orphans of its command (a child subreaper), so a grandchild
@@ -36,6 +38,7 @@ from typing import Any, TextIO
 
 from overnight.config import NightConfig
 from overnight.layout import REPORT_STAGE, NightFolder
+from overnight.night import container
 from overnight.night.processes import descendants
 from overnight.night.records import FAILED, OK, RUNNING, TIMED_OUT, timestamp, write_stage
 
@@ -52,12 +55,12 @@ _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception
 _STAMPED = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
 _MAKE_LINE = re.compile(r"^make(\[\d+\])?: ")  # make's own "*** [...] Error 1" and the like
 _LOG_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \w+\s+\S+: ")  # cli.setup
-# What docker's own exit codes mean, and the fix (its containers' codes pass through).
-_DOCKER_HINTS = {
-    125: "docker could not start the container: is the image built (make image) and the "
-         "daemon running?",
-    126: "docker could not run the command inside the container",
-    127: "docker found no such command inside the container",
+# What the engines' own exit codes mean, and the fix (their containers' codes pass through).
+_ENGINE_HINTS = {
+    125: "{engine} could not start the container: is the image built (make image) and the "
+         "engine running?",
+    126: "{engine} could not run the command inside the container",
+    127: "{engine} found no such command inside the container",
 }
 
 
@@ -176,7 +179,10 @@ def run_stage(stage: str, command: list[str], folder: NightFolder,
                 if gpu is not None:
                     _write(log, f"pinned to GPU {gpu} ({', '.join(GPU_PIN_VARIABLES)})\n")
                     env = {**os.environ, **dict.fromkeys(GPU_PIN_VARIABLES, gpu)}
-                finished = run_command(command, lambda line: _write(log, line), limit, env)
+                named, name = container.with_name(command, stage)
+                finished = run_command(named, lambda line: _write(log, line), limit, env)
+                if finished.timed_out and name is not None:
+                    _remove_container(command[0], name, log)
         ended = time.time()
         exit_code = finished.exit_code
         if finished.timed_out:
@@ -192,6 +198,13 @@ def run_stage(stage: str, command: list[str], folder: NightFolder,
                   seconds=round(ended - started, 2), exit_code=exit_code, error=error)
     write_stage(folder, status)
     return exit_code
+
+
+def _remove_container(engine: str, name: str, log: TextIO) -> None:
+    """The stopped client may leave its container running (a job deaf to SIGTERM, or an
+    engine with no daemon whose monitor was killed): remove it before the night goes on."""
+    if container.remove(engine, name):
+        _write(log, f"removed container {name}, left running by the stopped client\n")
 
 
 def _prepare(prepare: Callable[[Callable[[str], None]], None] | None,
@@ -226,8 +239,8 @@ def run_command(command: list[str], sink: Callable[[str], Any],
                                 text=True, bufsize=1, errors="replace", env=env)
     except OSError as exc:
         message = f"cannot start {command[0]!r}: {exc}"
-        if command[0] == "docker":
-            message += " (install Docker, or run with RUNNER=local)"
+        if command[0] in container.ENGINES:
+            message += f" (install {command[0]}, or run with RUNNER=local)"
         sink(message + "\n")
         return Finished(127, [message])
     assert proc.stdout is not None  # guaranteed by stdout=PIPE
@@ -320,9 +333,9 @@ def _error_line(tail: list[str], command: list[str], exit_code: int) -> str:
     for text in reversed(lines):
         if _ERROR_LINE.match(text):
             return text
-    hint = _DOCKER_HINTS.get(exit_code) if command[0] == "docker" else None
+    hint = _ENGINE_HINTS.get(exit_code) if command[0] in container.ENGINES else None
     if hint:
-        return hint
+        return hint.format(engine=command[0])
     return lines[-1] if lines else f"exit code {exit_code}, no output"
 
 
