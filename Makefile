@@ -69,6 +69,7 @@ RDZV_ENDPOINT ?=
 GPUS ?=
 TRAIN_SET ?=
 WINDOWS_SET ?=
+COMPARE_SET ?=
 # Window caches built apart, one per release (space-separated .h5 files): make windows joins
 # them (an HDF5 virtual dataset) instead of reading DATA.
 WINDOW_PARTS ?=
@@ -309,7 +310,7 @@ FORCE:
 
 # Whatever trained: a failed model leaves the others to compare, none leaves the champion.
 $(COMPARISON): $(wildcard $(MODELS)/*/model.json) | $(READY)
-	$(STAGE) compare -- $(JOB) jobs/compare.py $(CFG) --models $(MODELS) \
+	$(STAGE) compare -- $(JOB) jobs/compare.py $(CFG) $(COMPARE_SET) --models $(MODELS) \
 	    --windows $(WINDOWS) --split $(SPLIT) --submission $(SUBMISSION) --out $@ \
 	    $(if $(wildcard $(FEATURES)),--features $(FEATURES))
 
@@ -333,7 +334,7 @@ bench: | $(READY) ## benchmark windows, features, training and the chain; update
 bench-windows: | $(READY) ## benchmark the window stage alone: 1 worker vs every core, 500 Hz .set
 	$(PY) bench/run.py --work $(BENCH_WORK) --only-windows
 
-bench-models: | $(READY) ## every model variant x 3 seeds on demo, hard, many, other and 4 family draws
+bench-models: | $(READY) ## every model variant x 3 seeds on demo, hard, many, other, one on each of 4 family draws
 	$(PY) bench/models.py --work $(BENCH_WORK)/models
 
 bench-batch-one: | $(READY) ## each of WORK's trained models as the scorer calls it, one window at a time, in the scorer's and the project's environment

@@ -45,6 +45,8 @@ budget_min = 5
 max_trials = 2
 [night]
 extra_models = ["examples/wide.py"]
+[compare]
+max_ms_per_window = 0  # the chain is under test, not the speed of a busy machine
 """
 
 

@@ -107,7 +107,7 @@ def test_compare_scores_the_blend_as_a_row_with_its_weights(tiny_night, tmp_path
                                           {"baseline": 0.2, "hybrid": 0.2})
     result = compare_and_promote(models, tiny_night.windows, tiny_night.split,
                                  tmp_path / "submission", tmp_path / "c.json",
-                                 CompareConfig(margin=0.01))
+                                 CompareConfig(margin=0.01, max_ms_per_window=0.0))
     row = next(r for r in result["rows"] if r["name"] == "blend")
     assert row["nrmse"] is not None and row["blend_weights"] == result["blend"]["weights"]
     # scored from its members' predictions: what the module itself answers
@@ -117,7 +117,7 @@ def test_compare_scores_the_blend_as_a_row_with_its_weights(tiny_night, tmp_path
                                predict(blend, val.eeg), atol=1e-6)
     off = compare_and_promote(models, tiny_night.windows, tiny_night.split,
                               tmp_path / "submission", tmp_path / "c2.json",
-                              CompareConfig(margin=0.01, blend=False))
+                              CompareConfig(margin=0.01, blend=False, max_ms_per_window=0.0))
     assert "blend" not in {r["name"] for r in off["rows"]}
     assert not (models / "blend").exists()  # last night's blend is not scored again
 

@@ -126,7 +126,8 @@ def test_a_tampered_champion_is_neither_compared_nor_replaced(tiny_night, champi
     shutil.copytree(tiny_night.models, night / "models")
 
     result = compare_and_promote(night / "models", tiny_night.windows, tiny_night.split, folder,
-                                 night / "comparison.json", CompareConfig(margin=0.0))
+                                 night / "comparison.json",
+                                 CompareConfig(margin=0.0, max_ms_per_window=0.0))
 
     assert not result["decision"]["promoted"]
     assert result["decision"]["held_back"] == "integrity"

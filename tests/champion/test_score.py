@@ -139,7 +139,8 @@ def test_a_promoted_submission_passes_the_scorer_run_under_python_3_10(tiny_nigh
         scorer_env.create()
     submission = tmp_path / "submission"
     comparison = compare_and_promote(tiny_night.models, tiny_night.windows, tiny_night.split,
-                                     submission, tmp_path / "comparison.json", CompareConfig())
+                                     submission, tmp_path / "comparison.json",
+                                     CompareConfig(max_ms_per_window=0.0))
     assert comparison["decision"]["promoted"]
     champion = json.loads((submission / "champion.json").read_text())
     check = champion["scorer_check"]

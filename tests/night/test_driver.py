@@ -135,6 +135,8 @@ def test_a_good_night_runs_every_step_in_order(fake):
     assert "TRAIN_SET=--set train.max_epochs=1 --set train.patience=1" in preflight
     # the preflight's search: one trial, in a study of its own, never a shared database
     assert "SEARCH_SET=--set search.max_trials=1" in preflight
+    # its compare checks the submission, not the speed of one-epoch models
+    assert "COMPARE_SET=--set compare.max_ms_per_window=0" in preflight
     assert f"SEARCH_DIR={night.work_dir}/preflight/studies " in preflight
     assert "SEARCH_STORAGE= " in preflight
     assert rest == [f"-k {' '.join(MODEL_STAGES)} {suffix}", f"search {suffix}",

@@ -127,7 +127,7 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
                   "reason": decision.reason, "source": str(model_dir.resolve()),
                   "n_val_windows": len(y_true), "val_subjects": split["val"]}
         installed = install(model_dir, submission_dir, val.eeg, predictions[decision.model],
-                            val.sfreq_hz, record, cfg.max_ms_per_window)
+                            val.sfreq_hz, record, cfg.max_ms_per_window or None)
         promoted_row["scorer_check"] = installed["scorer_check"]
         log.info("promoted %s: %s", decision.model, ", ".join(installed["files"]))
 
@@ -247,7 +247,7 @@ def _too_slow(rows: list[dict[str, Any]], cfg: CompareConfig) -> dict[str, float
         speed = row.get("ms_per_window")
         if row["kind"] == "model" and speed:
             ms = max(speed["cpu_1_thread"], speed["cpu_default_threads"])
-            if ms > cfg.max_ms_per_window:
+            if cfg.max_ms_per_window and ms > cfg.max_ms_per_window:
                 slow[row["name"]] = ms
     return slow
 

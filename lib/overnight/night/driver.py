@@ -71,8 +71,11 @@ EXIT_MEANINGS = {
 PREFLIGHT = "preflight"
 # The preflight trains each model for one epoch: it tests the code, not the model.
 PREFLIGHT_TRAIN_SET = "--set train.max_epochs=1 --set train.patience=1"
-# and the search for one trial, in a study of its own (never the night's, nor a shared one)
+# and the search for one trial, in a study of its own (never the night's, nor a shared one);
+# its compare promotes whatever passes the fresh-process check, at any speed: one-epoch
+# models timed while the machine does other work say nothing of the night's.
 PREFLIGHT_SEARCH_SET = "--set search.max_trials=1"
+PREFLIGHT_COMPARE_SET = "--set compare.max_ms_per_window=0"
 _NOTIFY_TIMEOUT_S = 120
 
 
@@ -155,7 +158,8 @@ class Night:
             EXTRA_RO=" ".join(os.path.abspath(root) for root in self.data),
             SUBMISSION=str(pre.submission), REPORTS=str(pre.reports),
             TRAIN_SET=PREFLIGHT_TRAIN_SET, WINDOWS_SET=windows_set,
-            SEARCH_SET=PREFLIGHT_SEARCH_SET, SEARCH_DIR=str(pre.studies),
+            SEARCH_SET=PREFLIGHT_SEARCH_SET, COMPARE_SET=PREFLIGHT_COMPARE_SET,
+            SEARCH_DIR=str(pre.studies),
             SEARCH_STORAGE="",
             WINDOW_PARTS="")  # the slice, not the night's joined caches
 
