@@ -3,7 +3,7 @@
 - ``declaration``: ``@register("name", inputs=..., fit=..., searched=...)``, what a model is;
 - ``base``: ``RTModel``, the base class (input and output guards, scaling, the loss);
 - ``backbones``, ``feature_branch``, ``ensemble``: the parts several models share;
-- ``baseline``, ``hybrid``, ``press``, ``press_dense``, ``press_hybrid``, ``timing``, ``gbm``,
+- ``baseline``, ``hybrid``, ``press``, ``press_hybrid``, ``timing``, ``gbm``,
   ``eegnex``: the built-in models, one per file;
 - ``catalog``: every declaration, read from the source without torch (the host side);
 - ``registry``: the model classes themselves, imported from the same files.

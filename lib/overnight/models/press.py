@@ -31,7 +31,7 @@ class PressLocator(RTModel):
 
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3, sfreq_hz: float = 100.0, window_start_s: float = 0.5,
-                 normalization: str = "train", dense_weight: float = 0.0,
+                 normalization: str = "window", dense_weight: float = 1.0,
                  press_label_sd_s: float = 0.05) -> None:
         super().__init__(n_chans, normalization)
         self.temporal = dilated_temporal(n_chans, n_filters, dropout)

@@ -17,8 +17,8 @@ class PressHybrid(WithFeatures, PressLocator):
 
     def __init__(self, n_chans: int = 129, n_times: int = 200, n_filters: int = 32,
                  dropout: float = 0.3, sfreq_hz: float = 100.0, window_start_s: float = 0.5,
-                 n_feature_hidden: int = 32, normalization: str = "train",
-                 dense_weight: float = 0.0, press_label_sd_s: float = 0.05) -> None:
+                 n_feature_hidden: int = 32, normalization: str = "window",
+                 dense_weight: float = 1.0, press_label_sd_s: float = 0.05) -> None:
         super().__init__(n_chans, n_times, n_filters, dropout, sfreq_hz, window_start_s,
                          normalization, dense_weight, press_label_sd_s)
         self.branch = FeatureBranch(sfreq_hz, window_start_s, dropout, n_feature_hidden)

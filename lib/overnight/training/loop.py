@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from overnight import atomic, distributed
-from overnight.config import TrainConfig
+from overnight.config import OWN_NORMALIZATION, TrainConfig
 from overnight.evaluation import nrmse, predict
 from overnight.models.base import Batch, RTModel
 from overnight.models.registry import RegisteredModel
@@ -211,7 +211,9 @@ def _run(model_entry: RegisteredModel, windows_path: Path, split_path: Path, out
 def model_arguments(model_class: type[RTModel], cfg: TrainConfig,
                     window_spec: dict[str, Any]) -> dict[str, Any]:
     """What the window cache and the config offer, as far as the model's constructor takes
-    it (EEGNeX keeps braindecode's own filters and dropout; ``**kwargs`` takes them all)."""
+    it (EEGNeX keeps braindecode's own filters and dropout; ``**kwargs`` takes them all).
+    ``normalization = "auto"`` offers each model its constructor's own default, written
+    out, so that the checkpoint records the scaling it was trained with."""
     offered = {"n_chans": window_spec["n_chans"], "n_times": window_spec["n_times"],
                "n_filters": cfg.n_filters, "dropout": cfg.dropout,
                "normalization": cfg.normalization, "backbone": cfg.backbone,
@@ -219,6 +221,12 @@ def model_arguments(model_class: type[RTModel], cfg: TrainConfig,
                "sfreq_hz": window_spec["sfreq_hz"],
                "window_start_s": window_spec["window_start_s"]}
     parameters = inspect.signature(model_class).parameters
+    if cfg.normalization == OWN_NORMALIZATION:
+        own = parameters.get("normalization")
+        if own is None or own.default is inspect.Parameter.empty:
+            del offered["normalization"]
+        else:
+            offered["normalization"] = own.default
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return offered
     return {name: value for name, value in offered.items() if name in parameters}
