@@ -141,6 +141,23 @@ def test_normalizations_match_the_config():
         find_model("baseline").build(normalization="robust")
 
 
+WINDOW_SPEC = {"n_chans": 129, "n_times": 200, "sfreq_hz": 100.0, "window_start_s": 0.5}
+
+
+@pytest.mark.parametrize(("name", "own"), [("baseline", "train"), ("hybrid", "train"),
+                                           ("press", "window"), ("press-hybrid", "window"),
+                                           ("timing", "window")])
+def test_auto_scaling_is_each_models_own_and_written_out(name, own):
+    """``normalization = "auto"`` trains each model with its constructor's default, and
+    says so in the arguments the checkpoint keeps; a setting of its own overrides it."""
+    from overnight.training.loop import model_arguments
+
+    cls = find_model(name).cls
+    assert model_arguments(cls, TrainConfig(), WINDOW_SPEC)["normalization"] == own
+    assert model_arguments(cls, TrainConfig(normalization="gain"),
+                           WINDOW_SPEC)["normalization"] == "gain"
+
+
 def test_constant_predictor_answers_one_number_per_window():
     out = ConstantPredictor(0.25)(torch.zeros(3, 129, 200))
     assert out.shape == (3, 1) and torch.equal(out, torch.full((3, 1), 0.25))
