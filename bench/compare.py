@@ -8,7 +8,8 @@ in its own process, timed. Beside it, in this process and on the same validation
 the permutation importance of the hybrid as compare computes it (the raw window's part once,
 each shuffle read by the feature part: ``predict_feature_variants``) against the reference
 it replaced, a whole pass of the model for every shuffle, timed on one shuffle and
-multiplied by their number.
+multiplied by their number. Last, each model's scoring time per window at compare's
+evaluation batch (``train.eval_batch_size``) against the 1,024 windows it used before.
 
 Usage: python bench/compare.py --work DIR [--n 41071] [--out docs/BENCHMARKS.md]
 """
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from run import REPO, features_job, machine, replace_section, run_job
 
-from overnight.config import CompareConfig
+from overnight.config import CompareConfig, TrainConfig
 from overnight.evaluation import load_trained_model, permutation_importance, predict
 from overnight.features.cache import read_features
 from overnight.features.spec import FEATURE_FAMILIES
@@ -41,6 +42,9 @@ CONFIG = REPO / "configs" / "bench-cpu.toml"
 # One epoch each; the night's 3-seed ensembles, as compare meets them.
 TRAIN = ("train.max_epochs=1", "train.ensemble=3")
 TARGET_S = 60.0
+# compare's scoring batch against the one it had before; timed on this many validation windows
+EVAL_BATCHES = (TrainConfig().eval_batch_size, 1024)
+SCORING_WINDOWS = 4096
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                                 str(folder.comparison)])
     comparison = json.loads(folder.comparison.read_text())
     importance = importance_against_reference(folder)
-    body = render(args, stage, comparison, importance)
+    scored = {r["name"] for r in comparison["rows"] if r.get("nrmse") is not None}
+    scoring = scoring_per_batch(folder, [n for n in load_catalog().names if n in scored])
+    body = render(args, stage, comparison, importance, scoring)
     replace_section(args.out, "compare at real size", body)
     print(body)
     return 0
@@ -107,8 +113,33 @@ def importance_against_reference(folder: NightFolder) -> dict[str, Any]:
             "reference_s": one_pass_s * passes, "n_val": len(val.rt)}
 
 
+def scoring_per_batch(folder: NightFolder, names: list[str]) -> dict[str, dict[int, float]]:
+    """Milliseconds per window of each named trained model (as compare loads it: the whole
+    ensemble, features computed from the window) at each batch size of EVAL_BATCHES."""
+    eeg = load_windows(folder.windows, read_split(folder.split)["val"]).eeg[:SCORING_WINDOWS]
+    timings: dict[str, dict[int, float]] = {}
+    for name in names:
+        model, _ = load_trained_model(folder.model(name))
+        timings[name] = {}
+        for batch in EVAL_BATCHES:
+            started = time.perf_counter()
+            predict(model, eeg, batch_size=batch)
+            timings[name][batch] = 1000 * (time.perf_counter() - started) / len(eeg)
+    return timings
+
+
+def _scoring_table(scoring: dict[str, dict[int, float]]) -> list[str]:
+    ours, before = EVAL_BATCHES
+    rows = [f"| {name} | {ms[ours]:.3f} | {ms[before]:.3f} | {ms[before] / ms[ours]:.2f}x |"
+            for name, ms in scoring.items()]
+    return [f"Scoring, ms per window (the first {SCORING_WINDOWS:,} validation windows, "
+            "each model whole, the features computed from the window):", "",
+            f"| model | batch {ours} (compare's) | batch {before} (before) | quicker |",
+            "| --- | --- | --- | --- |", *rows, ""]
+
+
 def render(args: argparse.Namespace, stage: dict[str, Any], comparison: dict[str, Any],
-           importance: dict[str, Any]) -> str:
+           importance: dict[str, Any], scoring: dict[str, dict[int, float]]) -> str:
     m = machine()
     rows = [r for r in comparison["rows"] if r["kind"] == "model"]
     blend = comparison.get("blend") or {}
@@ -133,6 +164,7 @@ def render(args: argparse.Namespace, stage: dict[str, Any], comparison: dict[str
         f"of {importance['one_pass_s']:.2f} s) | {importance['reference_s']:.1f} s "
         f"({ratio:.1f}x) |",
         f"| blend | {blend.get('why') or weights} |", "",
+        *_scoring_table(scoring),
         f"Decision: {comparison['decision']['reason']}", "", ""])
 
 

@@ -19,7 +19,8 @@ each variant's mean over the datasets: defaults are chosen on it, never on one d
 
 Usage: python bench/models.py --work DIR [--seeds 3] [--datasets demo,hard,many,other,...]
            [--variant LABEL=MODEL[:SECTION.KEY=VALUE;...]]... [--jobs 2]
-           [--out docs/BENCHMARKS.md] [--section models]
+           [--blend-set LABEL=VARIANT,VARIANT,...]... [--out docs/BENCHMARKS.md]
+           [--section models]
 
 A model that cannot be built here (EEGNeX without braindecode) is a row that says why.
 """
@@ -99,6 +100,9 @@ def seeds_for(dataset: str, seeds: int) -> int:
     return 1 if dataset in MADE_ELSEWHERE and dataset != "other" else seeds
 
 
+# train settings that change how fast a network is scored, not what it learns: a changed
+# default among them keeps the bench's finished trainings
+NOT_LEARNED = ("eval_batch_size",)
 RIDGE_PENALTIES = tuple(10.0 ** k for k in range(-3, 5))
 
 
@@ -114,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                              "model, and " + ", ".join(
                                  [f"{n}-before" for n in BEFORE_MODELS]
                                  + [f"{n}-squared" for n in SQUARED_MODELS]) + ")")
+    parser.add_argument("--blend-set", dest="blend_sets", action="append", type=_blend_set,
+                        default=[], metavar="LABEL=VARIANT,VARIANT,...",
+                        help="a row for the blend compare would fit of these variants alone "
+                             "(repeatable): which recipes the night's models should have")
     parser.add_argument("--jobs", type=int, default=1,
                         help="trainings at once, the cores shared among them")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
@@ -122,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     variants = dict(args.variants) if args.variants else default_variants()
+    unknown = {v for _, members in args.blend_sets for v in members} - set(variants)
+    if unknown:
+        parser.error(f"--blend-set names variants that are not trained: {sorted(unknown)}")
     results = {name: dataset_results(args.work / name, DATASETS[name],
-                                     seeds_for(name, args.seeds), variants, args.jobs)
+                                     seeds_for(name, args.seeds), variants, args.jobs,
+                                     dict(args.blend_sets))
                for name in args.datasets}
     (args.work / f"{args.section}.json").write_text(json.dumps(results, indent=2))
     command = ["python", "bench/models.py", *(sys.argv[1:] if argv is None else argv)]
@@ -151,6 +163,14 @@ def _variant(text: str) -> tuple[str, tuple[str, tuple[str, ...]]]:
     return label, (model, tuple(s for s in settings.split(";") if s))
 
 
+def _blend_set(text: str) -> tuple[str, tuple[str, ...]]:
+    label, sep, members = text.partition("=")
+    names = tuple(m for m in members.split(",") if m)
+    if not sep or not label or len(names) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=VARIANT,VARIANT,...")
+    return label, names
+
+
 def prepare(work: Path, config: Path) -> NightFolder:
     """The dataset's BIDS tree, window cache, split and features (made once)."""
     folder, bids = NightFolder(work), work / "bids"
@@ -174,8 +194,10 @@ def prepare(work: Path, config: Path) -> NightFolder:
 
 def dataset_results(work: Path, config: Path, seeds: int,
                     variants: dict[str, tuple[str, tuple[str, ...]]],
-                    jobs: int = 1) -> dict[str, Any]:
-    """Prepare one dataset, train every variant with every seed, score them."""
+                    jobs: int = 1, blend_sets: dict[str, tuple[str, ...]] | None = None
+                    ) -> dict[str, Any]:
+    """Prepare one dataset, train every variant with every seed, score them; with
+    ``blend_sets``, also the blend of each set of variants alone ("blend:LABEL")."""
     folder = prepare(work, config)
     runs = [(label, model, (*EACH_VARIANT, *settings), seed)
             for label, (model, settings) in variants.items() for seed in range(seeds)]
@@ -210,6 +232,14 @@ def dataset_results(work: Path, config: Path, seeds: int,
                          "settings": ["weights on the tune subjects"],
                          "runs": [_blend_run(seed, members, y_tune, y_true, val.subject, cfg)
                                   for seed, members in sorted(blendable.items())]}
+    for label, names in (blend_sets or {}).items():
+        runs = [_blend_run(seed, {n: members[n] for n in names}, y_tune, y_true, val.subject,
+                           cfg)
+                for seed, members in sorted(blendable.items())
+                if all(n in members for n in names)]
+        if runs:  # a set whose variant did not run here has no row
+            rows[f"blend:{label}"] = {"label": f"blend:{label}", "model": "blend",
+                                      "settings": [", ".join(names)], "runs": runs}
     return {"n_train_subjects": len(split["train"]), "n_tune_subjects": len(split["tune"]),
             "n_val_subjects": len(split["val"]), "n_val_windows": len(y_true),
             "rows": list(rows.values()),
@@ -241,9 +271,10 @@ def _blend_run(seed: int, members: dict[str, tuple[Path, np.ndarray]], y_tune: n
 def _train(folder: NightFolder, config: Path, label: str, model: str,
            settings: tuple[str, ...], seed: int, threads: int) -> Path:
     """Train one seed of one variant (kept when it already finished with the same resolved
-    settings: a changed default trains it again); its folder."""
+    settings: a changed default trains it again, unless it is NOT_LEARNED); its folder."""
     resolved = load_config(config, list(settings)).to_dict()
-    digest = hashlib.sha256(json.dumps([model, resolved["train"], resolved["gbm"]],
+    learned = {k: v for k, v in resolved["train"].items() if k not in NOT_LEARNED}
+    digest = hashlib.sha256(json.dumps([model, learned, resolved["gbm"]],
                                        sort_keys=True, default=str).encode()).hexdigest()[:8]
     out = folder.models / f"{label}-{digest}-seed{seed}"
     if not (out / "model.json").exists():
@@ -297,7 +328,9 @@ def render(results: dict[str, Any], seeds: int, command: str, section: str) -> s
         + ("" if section == "models" else f" ({section})") + "\n",
         f"- command: `{command}` (`make bench-models`), {time.strftime('%Y-%m-%d')}",
         f"- machine: {m['cpu']}; GPU: {m['gpu']}; torch {m['torch']}",
-        f"- {seeds} seeds per variant (one per family draw), one network each "
+        f"- {seeds} seeds per variant"
+        + (" (one per family draw)" if any(seeds_for(n, seeds) != seeds for n in results)
+           else "") + f", one network each "
         f"({', '.join(EACH_VARIANT)}), each selecting its epoch on the tune subjects; NRMSE on "
         "the validation subjects: mean over seeds (each seed in brackets), and the seed "
         "spread (max - min); interval: 90 % subject bootstrap of each seed's model, averaged "

@@ -284,7 +284,10 @@ class TrainConfig(_Section):
     device: str = setting("auto")  # "auto" (GPU when available), "cpu", "cuda", "cuda:1", ...
     # "auto" (bf16 autocast on GPUs that support it), "fp32", "bf16"
     precision: str = setting("auto", choices=PRECISIONS)
-    eval_batch_size: int = setting(1024, at_least=1)  # windows per forward pass, evaluating
+    # windows per forward pass, evaluating (and in compare): on a CPU, 256 keeps a batch's
+    # activations in the caches, 1.5-2x quicker per window than 1024 (docs/BENCHMARKS.md,
+    # "Compare at real size"); a GPU config may raise it (configs/bench-gpu.toml)
+    eval_batch_size: int = setting(256, at_least=1)
     # CPU training keeps up to this many GB of windows in memory; more is streamed from
     # HDF5 in slabs. On a GPU the windows are loaded onto the device when they fit in 60 %
     # of its free memory, else streamed the same way.
