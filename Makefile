@@ -371,7 +371,7 @@ test-eegdash: setup ## rerun eegdash's own trial logic on R1's real events (test
 test-all: setup ## every test but make test-image's, slow ones included (GPU tests run when a GPU is visible)
 	$(PY) -m pytest -q -m "not gpu and not image"
 
-test-image: setup ## build the CPU image with Podman and run the demo's night in it (~20 min, 3 GB; root installs Podman)
+test-image: setup ## build the CPU image with Podman and run the demo's night in it (~15 min, 7 GB; root installs Podman)
 	sh tests/image/install-podman.sh
 	mkdir -p $(dir $(TEST_IMAGE_WORK))
 	$(PY) -m pytest -q -s -m image --basetemp $(TEST_IMAGE_WORK) tests/image

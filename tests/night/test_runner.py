@@ -117,6 +117,28 @@ if [ "$1" = rm ]; then echo "$3" > {tmp_path}/removed; echo "$3"; fi
     assert f"removed container {name}" in log
 
 
+def test_a_stage_container_is_removed_when_it_ends_and_its_exit_code_kept(tmp_path,
+                                                                          monkeypatch):
+    # It runs without --rm (an engine may report 0 for a --rm container whatever its job
+    # returned); the runner removes it by name, and says nothing about it in the log.
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+if [ "$1" = run ]; then echo "$@" > {tmp_path}/ran; exit 3; fi
+if [ "$1" = rm ]; then echo "$3" > {tmp_path}/removed; echo "$3"; fi
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+
+    code = run_stage("train-baseline", ["docker", "run", "--rm", "img", "python"],
+                     NightFolder(tmp_path))
+    assert code == 3
+    ran = (tmp_path / "ran").read_text().split()
+    assert "--rm" not in ran
+    assert (tmp_path / "removed").read_text().strip() == ran[2]
+    assert "removed container" not in (tmp_path / "logs" / "train-baseline.log").read_text()
+
+
 def test_stamped_keeps_lines_that_carry_a_time():
     line = "2026-01-02 21:30:00 INFO    overnight: config\n"
     assert stamped(line) == line

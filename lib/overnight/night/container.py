@@ -34,6 +34,7 @@ IMAGE_FLAVOURS = {"amd": "rocm", "nvidia": "cuda", "none": "cpu"}  # docker/Dock
 CONTAINER_LABEL = "org.overnight.checkout"  # marks our containers, to find ones left running
 SHM_SIZE = "16g"  # PyTorch on ROCm wants a large /dev/shm
 NUMBA_CACHE = ".numba_cache"  # in the checkout: compiled kernels survive the --rm container
+REMOVE_ATTEMPTS = 2  # rm --force: the second removes what a dead monitor left (remove())
 
 # Host variables that choose a GPU or make a consumer card work. ``--env NAME`` without a
 # value makes docker copy the caller's value when it is set at run time (and nothing when it
@@ -243,30 +244,46 @@ _GPU_DEVICES = {"amd": ("/dev/kfd", "/dev/dri")}
 def stale_containers(engine: str, repo: str | os.PathLike[str],
                      run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None
                      ) -> list[str]:
-    """IDs of containers this checkout started that still run (left by a killed night)."""
+    """IDs of containers this checkout started that a killed night left, running or
+    exited (the runner's run without --rm: ``with_name``)."""
     run = run or _run_quietly
     repo_path = absolute(repo, "repo")
-    listed = run([engine, "ps", "--quiet", "--filter",
+    listed = run([engine, "ps", "--all", "--quiet", "--filter",
                   f"label={CONTAINER_LABEL}={repo_path}"])
     return listed.stdout.split() if listed.returncode == 0 else []
 
 
 def with_name(command: Sequence[str], stage: str) -> tuple[list[str], str | None]:
     """``command`` with a container name of its own when it is ``<engine> run ...``, and
-    that name (None for any other command): ``overnight-<stage>-<random>``."""
+    that name (None for any other command): ``overnight-<stage>-<random>``.
+
+    The named command runs without ``--rm``: Docker's client on Podman's socket before 4.6
+    reports exit code 0 for a ``--rm`` container whatever its job returned
+    (containers/podman#18889), which would pass a failed stage. The runner removes the
+    container by its name once the client has ended (``remove``)."""
     words = list(command)
     if len(words) < 2 or Path(words[0]).name not in ENGINES or words[1] != "run":
         return words, None
     name = f"overnight-{stage}-{secrets.token_hex(4)}"
-    return [*words[:2], "--name", name, *words[2:]], name
+    options = words[3:] if words[2:3] == ["--rm"] else words[2:]  # container_prefix's order
+    return [*words[:2], "--name", name, *options], name
 
 
 def remove(engine: str, name: str,
            run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None) -> bool:
-    """Kill and remove the container ``name`` (one whose client was stopped: a container
-    deaf to SIGTERM outlives it); True when there was one to remove."""
-    removed = (run or _run_quietly)([engine, "rm", "--force", name])
-    return removed.returncode == 0 and bool(removed.stdout.strip())
+    """Kill and remove the container ``name`` once its client has ended (it ran without
+    --rm, and a job deaf to SIGTERM outlives a stopped client); True when there was one to
+    remove.
+
+    Podman without a daemon: stopping the client's processes stops the container's monitor
+    too, and the first ``rm`` then fails ("timed out waiting for file .../exits/<id>") after
+    marking the container exited; the second removes it."""
+    run = run or _run_quietly
+    for _ in range(REMOVE_ATTEMPTS):
+        removed = run([engine, "rm", "--force", name])
+        if removed.returncode == 0:
+            return bool(removed.stdout.strip())
+    return False
 
 
 def shell_words(words: Sequence[str]) -> str:

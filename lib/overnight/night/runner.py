@@ -8,8 +8,9 @@ its status record (``night.records``): start, end, seconds, exit code and, when 
 the error line read from its output (the exception, not make's echo of it).
 
 A stage has a time limit: past it, the command and every process it started get SIGTERM,
-then SIGKILL after a grace period, and the stage is "timed out"; a container the stopped
-client leaves behind (its job deaf to SIGTERM) is removed by its name. The command stays in the
+then SIGKILL after a grace period, and the stage is "timed out"; a stage's container is
+removed by its name when its client ends, even one the stopped client left running (its job
+deaf to SIGTERM). The command stays in the
 night's process group, so a signal to the night (Ctrl-C, a kill of the group) still reaches
 every job; the processes to stop are found by walking the process tree (Linux ``/proc``),
 and the runner adopts the orphans of its command (a child subreaper), so a grandchild
@@ -181,8 +182,8 @@ def run_stage(stage: str, command: list[str], folder: NightFolder,
                     env = {**os.environ, **dict.fromkeys(GPU_PIN_VARIABLES, gpu)}
                 named, name = container.with_name(command, stage)
                 finished = run_command(named, lambda line: _write(log, line), limit, env)
-                if finished.timed_out and name is not None:
-                    _remove_container(command[0], name, log)
+                if name is not None:
+                    _remove_container(command[0], name, log, finished.timed_out)
         ended = time.time()
         exit_code = finished.exit_code
         if finished.timed_out:
@@ -200,10 +201,11 @@ def run_stage(stage: str, command: list[str], folder: NightFolder,
     return exit_code
 
 
-def _remove_container(engine: str, name: str, log: TextIO) -> None:
-    """The stopped client may leave its container running (a job deaf to SIGTERM, or an
-    engine with no daemon whose monitor was killed): remove it before the night goes on."""
-    if container.remove(engine, name):
+def _remove_container(engine: str, name: str, log: TextIO, stopped: bool) -> None:
+    """The stage's container ran without --rm (``container.with_name``): remove it before
+    the night goes on. A stopped client may have left it running (a job deaf to SIGTERM),
+    which the log tells."""
+    if container.remove(engine, name) and stopped:
         _write(log, f"removed container {name}, left running by the stopped client\n")
 
 
