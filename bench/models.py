@@ -60,16 +60,17 @@ from overnight.windows.split import read_split
 
 log = logging.getLogger("bench.models")
 FAMILY_DRAWS = 4  # bench/family.py's draws: the repeats across physiologies
+FAMILY = tuple(f"family-{k}" for k in range(FAMILY_DRAWS))
 DATASETS = {"demo": REPO / "configs" / "demo.toml", "hard": REPO / "configs" / "synth-hard.toml",
             "many": REPO / "configs" / "synth-many.toml",
             # bench/othergen.py's physiology, trained with the many-subject settings
             "other": REPO / "configs" / "synth-many.toml",
             # bench/family.py's draws (60 subjects each), trained as the demo is
-            **{f"family-{k}": REPO / "configs" / "demo.toml" for k in range(FAMILY_DRAWS)}}
+            **dict.fromkeys(FAMILY, REPO / "configs" / "demo.toml")}
 # The datasets another generator writes as a night folder: its command line.
 MADE_ELSEWHERE = {"other": ["bench/othergen.py"],
-                  **{f"family-{k}": ["bench/family.py", "--draw", str(k)]
-                     for k in range(FAMILY_DRAWS)}}
+                  **{name: ["bench/family.py", "--draw", str(k)]
+                     for k, name in enumerate(FAMILY)}}
 # The night's training without what its defaults add to the loop (shifted crops, gains,
 # weight averaging, sensor rotations, 3-seed ensembles; the tune set stays): the reference
 # the defaults must beat, as the "-before" rows.
@@ -97,7 +98,7 @@ def default_variants() -> dict[str, tuple[str, tuple[str, ...]]]:
 
 def seeds_for(dataset: str, seeds: int) -> int:
     """A family draw trains one seed: the draws are the repeats across physiologies."""
-    return 1 if dataset in MADE_ELSEWHERE and dataset != "other" else seeds
+    return 1 if dataset in FAMILY else seeds
 
 
 # train settings that change how fast a network is scored, not what it learns: a changed
@@ -199,7 +200,7 @@ def dataset_results(work: Path, config: Path, seeds: int,
     """Prepare one dataset, train every variant with every seed, score them; with
     ``blend_sets``, also the blend of each set of variants alone ("blend:LABEL")."""
     folder = prepare(work, config)
-    runs = [(label, model, (*EACH_VARIANT, *settings), seed)
+    runs = [(label, model, settings, seed)
             for label, (model, settings) in variants.items() for seed in range(seeds)]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ThreadPoolExecutor(jobs) as pool:
@@ -214,9 +215,7 @@ def dataset_results(work: Path, config: Path, seeds: int,
     blendable: dict[int, dict[str, tuple[Path, np.ndarray]]] = {}  # seed -> label -> run
     for (label, model, settings, seed), out in zip(runs, outs, strict=True):
         row = rows.setdefault(label, {"label": label, "model": model,
-                                      "settings": [s for s in settings
-                                                   if s not in EACH_VARIANT],
-                                      "runs": []})
+                                      "settings": list(settings), "runs": []})
         meta = json.loads((out / "model.json").read_text())
         if meta.get("not_run"):
             row["runs"].append({"seed": seed, "not_run": meta["not_run"]})
@@ -227,19 +226,18 @@ def dataset_results(work: Path, config: Path, seeds: int,
         row["runs"].append({"seed": seed, "tune_nrmse": meta["best_tune_nrmse"],
                             **_scored(y_true, pred, val.subject, cfg),
                             "epochs": meta["epochs_run"], "seconds": meta["train_seconds"]})
-    if len(variants) > 1:
-        rows["blend"] = {"label": "blend", "model": "blend",
-                         "settings": ["weights on the tune subjects"],
-                         "runs": [_blend_run(seed, members, y_tune, y_true, val.subject, cfg)
-                                  for seed, members in sorted(blendable.items())]}
-    for label, names in (blend_sets or {}).items():
-        runs = [_blend_run(seed, {n: members[n] for n in names}, y_tune, y_true, val.subject,
-                           cfg)
+    # the blend of every variant, then of each named set alone
+    blends = {"blend": None} if len(variants) > 1 else {}
+    blends.update({f"blend:{label}": names for label, names in (blend_sets or {}).items()})
+    for label, names in blends.items():
+        runs = [_blend_run(seed, members if names is None else {n: members[n] for n in names},
+                           y_tune, y_true, val.subject, cfg)
                 for seed, members in sorted(blendable.items())
-                if all(n in members for n in names)]
+                if names is None or all(n in members for n in names)]
         if runs:  # a set whose variant did not run here has no row
-            rows[f"blend:{label}"] = {"label": f"blend:{label}", "model": "blend",
-                                      "settings": [", ".join(names)], "runs": runs}
+            rows[label] = {"label": label, "model": "blend", "runs": runs,
+                           "settings": ["weights on the tune subjects" if names is None
+                                        else ", ".join(names)]}
     return {"n_train_subjects": len(split["train"]), "n_tune_subjects": len(split["tune"]),
             "n_val_subjects": len(split["val"]), "n_val_windows": len(y_true),
             "rows": list(rows.values()),
@@ -271,7 +269,9 @@ def _blend_run(seed: int, members: dict[str, tuple[Path, np.ndarray]], y_tune: n
 def _train(folder: NightFolder, config: Path, label: str, model: str,
            settings: tuple[str, ...], seed: int, threads: int) -> Path:
     """Train one seed of one variant (kept when it already finished with the same resolved
-    settings: a changed default trains it again, unless it is NOT_LEARNED); its folder."""
+    settings: a changed default trains it again, unless it is NOT_LEARNED); its folder.
+    Every variant trains as EACH_VARIANT says, then as its own settings say."""
+    settings = (*EACH_VARIANT, *settings)
     resolved = load_config(config, list(settings)).to_dict()
     learned = {k: v for k, v in resolved["train"].items() if k not in NOT_LEARNED}
     digest = hashlib.sha256(json.dumps([model, learned, resolved["gbm"]],

@@ -343,6 +343,11 @@ class CompareConfig(_Section):
     # limit (the preflight's: one-epoch models timed beside other work say nothing of it).
     max_ms_per_window: float = setting(20.0, at_least=0.0)
 
+    @property
+    def speed_limit_ms(self) -> float | None:
+        """``max_ms_per_window``, or None when it is 0 (no limit)."""
+        return self.max_ms_per_window or None
+
 
 @dataclass(frozen=True)
 class NightConfig(_Section):

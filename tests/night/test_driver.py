@@ -375,3 +375,16 @@ def test_with_several_gpus_the_models_are_made_one_per_gpu_at_a_time(fake):
     stages = next(c for c in calls() if c.startswith("-k"))
     assert stages.startswith(f"-k -j3 --output-sync=line {' '.join(MODEL_STAGES)} ")
     assert all("GPUS=0,1,2" in call for call in calls())
+
+
+def test_containers_a_killed_night_left_are_removed_as_the_runner_removes_its_own(
+        monkeypatch, capsys):
+    from overnight.night import container, driver
+
+    removed = []
+    monkeypatch.setattr(container, "stale_containers", lambda engine, repo: ["abc", "def"])
+    monkeypatch.setattr(container, "remove",
+                        lambda engine, name: removed.append((engine, name)) or True)
+    driver._stop_stale_containers("podman")
+    assert removed == [("podman", "abc"), ("podman", "def")]
+    assert "removing 2 container(s) left by a killed night: abc def" in capsys.readouterr().out

@@ -127,7 +127,7 @@ def compare_and_promote(models_dir: Path, windows_path: Path, split_path: Path,
                   "reason": decision.reason, "source": str(model_dir.resolve()),
                   "n_val_windows": len(y_true), "val_subjects": split["val"]}
         installed = install(model_dir, submission_dir, val.eeg, predictions[decision.model],
-                            val.sfreq_hz, record, cfg.max_ms_per_window or None)
+                            val.sfreq_hz, record, cfg.speed_limit_ms)
         promoted_row["scorer_check"] = installed["scorer_check"]
         log.info("promoted %s: %s", decision.model, ", ".join(installed["files"]))
 
@@ -241,13 +241,14 @@ def _batch_one_speed(model_dir: Path, eeg: np.ndarray) -> dict[str, float]:
 
 def _too_slow(rows: list[dict[str, Any]], cfg: CompareConfig) -> dict[str, float]:
     """Models slower in the scorer's loop than ``cfg.max_ms_per_window`` (the slower of
-    one thread and the default threads), by name."""
+    one thread and the default threads), by name; none when the limit is off."""
+    limit = cfg.speed_limit_ms
     slow = {}
     for row in rows:
         speed = row.get("ms_per_window")
-        if row["kind"] == "model" and speed:
+        if limit is not None and row["kind"] == "model" and speed:
             ms = max(speed["cpu_1_thread"], speed["cpu_default_threads"])
-            if cfg.max_ms_per_window and ms > cfg.max_ms_per_window:
+            if ms > limit:
                 slow[row["name"]] = ms
     return slow
 

@@ -411,9 +411,10 @@ def _check_removable(work_dir: Path) -> None:
 def _stop_stale_containers(engine: str) -> None:
     stale = container.stale_containers(engine, Path.cwd())
     if stale:
-        print(f"stopping {len(stale)} container(s) left running by a killed night: "
+        print(f"removing {len(stale)} container(s) left by a killed night: "
               f"{' '.join(stale)}", flush=True)
-        subprocess.run([engine, "rm", "--force", *stale], check=False)
+        for left in stale:
+            container.remove(engine, left)
 
 
 def _start_attempt(night: Night, started: float) -> dict[str, Any]:
